@@ -1,0 +1,40 @@
+# mnist-edge: train -> int8 quantization -> TFLite/ONNX export -> parity gate -> edge runner.
+# `make all` sets itself up (.venv) and runs every pipeline stage; `make test` runs the tests.
+
+PYTHON    ?= python3
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+ARTIFACTS ?= artifacts
+MODEL     ?= edge
+EPOCHS    ?=
+SEED      ?= 1
+MNIST_DIR ?=
+export MNIST_DIR
+
+STAMP := $(VENV)/.installed-stamp
+TRAIN_ARGS := --model $(MODEL) --seed $(SEED) --out $(ARTIFACTS) $(if $(EPOCHS),--epochs $(EPOCHS),)
+
+.PHONY: all venv train test clean help
+
+all: train  ## bootstrap .venv, then every pipeline stage
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | expand -t 12
+
+# Re-installs only when pyproject.toml changes (or the venv is gone).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[train,edge,onnx,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)  ## create .venv and install the project with every extra
+
+train: $(STAMP)  ## train $(MODEL) into $(ARTIFACTS)/ (EPOCHS, SEED, MNIST_DIR)
+	$(PY) -m train $(TRAIN_ARGS)
+
+test: $(STAMP)  ## run the test suite (MNIST tests read $(MNIST_DIR))
+	$(PY) -m pytest
+
+clean:  ## remove generated artifacts and dist/ (keeps .venv)
+	rm -rf $(ARTIFACTS) dist .pytest_cache .hypothesis

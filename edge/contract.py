@@ -1,0 +1,137 @@
+"""The preprocessing contract: the one definition of what a model input is.
+
+Every model in this project (training, export, parity, the edge runner) takes
+the same input, made the way MNIST itself was made:
+
+* grey, white ink on black (MNIST polarity),
+* the ink's tight bounding box scaled so its longest side is 20 px, keeping
+  the aspect ratio, with an area (anti-aliased) filter,
+* placed in a 28x28 canvas so that the ink's centre of mass sits at the
+  centre (14, 14),
+* float32 in [0, 1], shape (28, 28, 1); for an int8 model the float value is
+  quantized with the input tensor's own scale and zero point.
+
+This module is numpy-only on purpose: training imports it, and so does the
+Raspberry Pi runtime, which has no TensorFlow. Bump ``CONTRACT_VERSION`` when
+anything here changes meaning; the export manifest records it and the edge
+runner refuses a model made for another version.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+CONTRACT_VERSION = 1
+SIZE = 28  # model input side
+BOX = 20  # longest side of the digit's bounding box inside the canvas
+INPUT_SHAPE = (SIZE, SIZE, 1)
+LABELS = tuple(str(d) for d in range(10))
+
+__all__ = [
+    "BOX",
+    "CONTRACT_VERSION",
+    "INPUT_SHAPE",
+    "LABELS",
+    "SIZE",
+    "dequantize",
+    "normalize_crop",
+    "quantize",
+    "to_float",
+]
+
+
+def to_float(images: np.ndarray) -> np.ndarray:
+    """uint8 28x28 images (N,28,28) or (28,28) -> float32 in [0,1] with a channel axis."""
+    x = np.asarray(images)
+    if x.shape[-2:] != (SIZE, SIZE):
+        raise ValueError(f"expected images of shape (..., {SIZE}, {SIZE}), got {x.shape}")
+    return (x.astype(np.float32) / 255.0)[..., np.newaxis]
+
+
+def quantize(x: np.ndarray, scale: float, zero_point: int, dtype=np.int8) -> np.ndarray:
+    """Float -> integer with a tensor's own scale and zero point (round half to even, clipped)."""
+    info = np.iinfo(dtype)
+    q = np.round(np.asarray(x, dtype=np.float32) / np.float32(scale)) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Integer -> float32 with a tensor's own scale and zero point."""
+    return (np.asarray(q, dtype=np.float32) - np.float32(zero_point)) * np.float32(scale)
+
+
+def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) matrix that resamples a 1-D signal by pixel-area averaging.
+
+    Output pixel j covers input interval [j*r, (j+1)*r) with r = n_in/n_out;
+    each input pixel contributes its overlap with that interval. This is
+    OpenCV's INTER_AREA for shrinking and a linear-ish box filter for growing,
+    and it keeps total ink proportional, as MNIST's anti-aliasing did.
+    """
+    r = n_in / n_out
+    edges = np.arange(n_out + 1, dtype=np.float64) * r
+    lo, hi = edges[:-1, None], edges[1:, None]
+    pix = np.arange(n_in, dtype=np.float64)[None, :]
+    overlap = np.clip(np.minimum(hi, pix + 1) - np.maximum(lo, pix), 0.0, None)
+    return (overlap / overlap.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def normalize_crop(crop: np.ndarray, *, ink_is_dark: bool | None = None) -> np.ndarray:
+    """Any crop of one digit -> a uint8 (28, 28) MNIST-style image.
+
+    ``crop`` may be grey (H, W) or colour (H, W, 3/4, BGR order as OpenCV
+    gives), any integer or float dtype. ``ink_is_dark`` says the polarity:
+    True for dark ink on light paper (a photo), False for light ink on dark
+    (MNIST), None to guess from the border (the border is background).
+    An empty or blank crop gives an all-zero image.
+    """
+    g = np.asarray(crop)
+    if g.ndim == 3:
+        if g.shape[2] == 1:
+            g = g[..., 0]
+        else:
+            # BGR(A) -> luma, same weights as cv2.COLOR_BGR2GRAY.
+            g = g[..., 0] * 0.114 + g[..., 1] * 0.587 + g[..., 2] * 0.299
+    if g.ndim != 2:
+        raise ValueError(f"a crop must be (H, W) or (H, W, C), got shape {np.shape(crop)}")
+    g = g.astype(np.float32)
+    if g.size == 0:
+        return np.zeros((SIZE, SIZE), np.uint8)
+    if not np.all(np.isfinite(g)):
+        g = np.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = float(g.min()), float(g.max())
+    if hi - lo < 1e-6:
+        return np.zeros((SIZE, SIZE), np.uint8)
+    g = (g - lo) / (hi - lo)  # 0..1
+    if ink_is_dark is None:
+        border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
+        ink_is_dark = float(np.median(border)) > 0.5
+    if ink_is_dark:
+        g = 1.0 - g
+    # Background to exactly 0: what is no brighter than the typical border is paper.
+    border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
+    floor = float(np.median(border))
+    g = np.clip((g - floor) / max(1e-6, 1.0 - floor), 0.0, 1.0)
+
+    ys, xs = np.nonzero(g > 0.05)
+    if ys.size == 0:
+        return np.zeros((SIZE, SIZE), np.uint8)
+    g = g[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    h, w = g.shape
+    s = BOX / max(h, w)
+    nh, nw = max(1, int(round(h * s))), max(1, int(round(w * s)))
+    small = _area_matrix(h, nh) @ g @ _area_matrix(w, nw).T
+    small = np.clip(small / max(float(small.max()), 1e-6), 0.0, 1.0)
+
+    # Centre of mass -> (14, 14) in pixel-index coordinates, by an integer
+    # shift as MNIST did (MNIST's own centres of mass all lie in [13.5, 14.5]).
+    total = float(small.sum())
+    cy = float((small.sum(axis=1) * np.arange(nh)).sum() / total)
+    cx = float((small.sum(axis=0) * np.arange(nw)).sum() / total)
+    top = int(round(SIZE / 2 - cy))
+    left = int(round(SIZE / 2 - cx))
+    top = min(max(top, 0), SIZE - nh)
+    left = min(max(left, 0), SIZE - nw)
+    out = np.zeros((SIZE, SIZE), np.float32)
+    out[top : top + nh, left : left + nw] = small
+    return np.round(out * 255.0).astype(np.uint8)

@@ -1,0 +1,52 @@
+"""`python -m train` end to end on real MNIST, and its repeatability."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from train.__main__ import main  # noqa: E402
+
+EXPECTED = ["model.keras", "train_config.json", "history.json", "metrics.json", "training_curves.png",
+            "confusion_matrix.png"]
+
+
+def test_fast_run_writes_every_artifact(fast_run):
+    for name in EXPECTED:
+        assert (fast_run / name).stat().st_size > 0, name
+    assert not [p for p in fast_run.iterdir() if ".tmp" in p.name], "temporary files left behind"
+    metrics = json.loads((fast_run / "metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.90
+    cfg = json.loads((fast_run / "train_config.json").read_text())
+    assert cfg["model"] == "edge" and cfg["fast"] is True and cfg["seed"] == 3
+    assert len(cfg["data_sha256"]["x_train"]) == 64 and cfg["contract_version"] >= 1
+    assert (fast_run / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    hist = json.loads((fast_run / "history.json").read_text())
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(hist)
+
+
+def test_same_seed_same_result(fast_run, tmp_path, mnist_dir):
+    assert main(["--fast", "--seed", "3", "--out", str(tmp_path), "--data", str(mnist_dir)]) == 0
+    a = json.loads((fast_run / "metrics.json").read_text())
+    b = json.loads((tmp_path / "metrics.json").read_text())
+    assert a["test_accuracy"] == b["test_accuracy"]
+    assert a["confusion_matrix"] == b["confusion_matrix"]
+    assert json.loads((fast_run / "history.json").read_text()) == json.loads((tmp_path / "history.json").read_text())
+
+
+def test_bad_data_dir_is_a_clear_error(tmp_path, capsys):
+    assert main(["--fast", "--out", str(tmp_path / "o"), "--data", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert "missing" in err and "does not exist" in err
+    assert not (tmp_path / "o" / "model.keras").exists()
+
+
+def test_help_shows_defaults(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "default: edge" in out and "--fast" in out

@@ -1,0 +1,54 @@
+"""``python -m train``: train a model from the zoo and write its artifacts."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .data import DataError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .models import BUILDERS  # noqa: PLC0415 (keeps --help free of TensorFlow start-up)
+
+    p = argparse.ArgumentParser(
+        prog="python -m train",
+        description="Train an MNIST model and write model.keras, train_config.json, history.json, "
+        "metrics.json, training_curves.png and confusion_matrix.png into --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--model", default="edge", choices=list(BUILDERS), help="model to train")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default: the model's recipe; 1 with --fast)")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size (default: the model's recipe)")
+    p.add_argument("--seed", type=int, default=1, help="seed for the split, init, shuffling and augmentation")
+    p.add_argument("--out", default="artifacts", help="output directory")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="folder with the four MNIST IDX files (default: $MNIST_DIR, then the Keras cache)")
+    p.add_argument("--download", action="store_true", help="download MNIST with Keras if no local copy is found")
+    p.add_argument("--fast", action="store_true", help="smoke run: 6,000 training images, 1 epoch")
+    p.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0: all cores)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    from .train import TrainConfig, run  # noqa: PLC0415
+
+    cfg = TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                      out=args.out, data_dir=args.data, download=args.download, fast=args.fast,
+                      threads=args.threads)
+    try:
+        run(cfg)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
