@@ -11,12 +11,14 @@ SEED      ?= 1
 MNIST_DIR ?=
 export MNIST_DIR
 
+.NOTPARALLEL:
+
 STAMP := $(VENV)/.installed-stamp
 TRAIN_ARGS := --model $(MODEL) --seed $(SEED) --out $(ARTIFACTS) $(if $(EPOCHS),--epochs $(EPOCHS),)
 
-.PHONY: all venv train test clean help
+.PHONY: all venv train export parity test clean help
 
-all: train  ## bootstrap .venv, then every pipeline stage
+all: train export parity  ## bootstrap .venv, then train -> export -> parity gate (a failing gate fails it)
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | expand -t 12
@@ -32,6 +34,12 @@ venv: $(STAMP)  ## create .venv and install the project with every extra
 
 train: $(STAMP)  ## train $(MODEL) into $(ARTIFACTS)/ (EPOCHS, SEED, MNIST_DIR)
 	$(PY) -m train $(TRAIN_ARGS)
+
+export: $(STAMP)  ## $(ARTIFACTS)/model.keras -> TFLite/ONNX float32+int8 + manifest.json
+	$(PY) -m export --model $(ARTIFACTS)/model.keras --out $(ARTIFACTS) --seed $(SEED)
+
+parity: $(STAMP)  ## accuracy-parity gate over every artifact in $(ARTIFACTS)/manifest.json
+	$(PY) -m export.parity --artifacts $(ARTIFACTS)
 
 test: $(STAMP)  ## run the test suite (MNIST tests read $(MNIST_DIR))
 	$(PY) -m pytest

@@ -49,3 +49,12 @@ def fast_run(tmp_path_factory, mnist_dir):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def exported(fast_run, mnist_dir):
+    """The fast model exported to every format (manifest.json beside model.keras)."""
+    from export.__main__ import main
+
+    assert main(["--model", str(fast_run / "model.keras"), "--calib", "200", "--data", str(mnist_dir)]) == 0
+    return fast_run

@@ -124,7 +124,7 @@ RECIPES = {
     ),
     "cnn_large": Recipe(epochs=10, batch_size=200, reported={"source": "Handwritten Digit Recognition MNIST Dataset"}),
     "edge": Recipe(
-        epochs=15,
+        epochs=16,
         batch_size=128,
         lr=3e-3,
         augment=True,

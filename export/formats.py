@@ -1,0 +1,259 @@
+"""The table of deployable formats. Export, parity and benchmarks all iterate it.
+
+Adding a format is one ``Format`` row plus one ``build_*`` function that
+writes the file to the path it is given and returns notes for the manifest.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("export")
+
+ONNX_OPSET = 17  # tf2onnx works with 13..18 for this stack; 19+ does not
+
+
+@dataclass
+class Context:
+    """Everything a build function may need, computed once per export run."""
+
+    model: object  # keras.Model, batch-free
+    calib: np.ndarray  # float32 (N, 28, 28, 1): the representative set, shared by TFLite and ONNX
+    val_x: np.ndarray  # float32 held-out validation images (never the test set) for choices
+    val_y: np.ndarray
+    opset: int = ONNX_OPSET
+    cache: dict = field(default_factory=dict)
+
+    def fixed_model(self):
+        """The same model with its batch dimension fixed to 1 (what a camera loop feeds)."""
+        if "fixed" not in self.cache:
+            import keras
+
+            inp = keras.Input(batch_shape=(1, 28, 28, 1), name="image")
+            self.cache["fixed"] = keras.Model(inp, self.model(inp, training=False), name="edge_batch1")
+        return self.cache["fixed"]
+
+
+@dataclass(frozen=True)
+class Format:
+    key: str
+    file: str
+    kind: str  # "tflite" | "onnx"
+    precision: str  # "float32" | "int8" | "float16" | "dynamic"
+    build: Callable[[Context, Path], dict]
+    description: str
+
+
+class ConversionError(RuntimeError):
+    pass
+
+
+# -- TFLite ------------------------------------------------------------------------------------
+def _tflite_converter(ctx: Context):
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_keras_model(ctx.fixed_model())
+
+
+def build_tflite_float32(ctx: Context, path: Path) -> dict:
+    path.write_bytes(_tflite_converter(ctx).convert())
+    return {}
+
+
+def _representative(ctx: Context):
+    def gen():
+        for i in range(len(ctx.calib)):
+            yield [ctx.calib[i : i + 1]]
+
+    return gen
+
+
+def build_tflite_int8(ctx: Context, path: Path) -> dict:
+    import tensorflow as tf
+
+    conv = _tflite_converter(ctx)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = _representative(ctx)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    path.write_bytes(conv.convert())
+    float_tensors = tflite_float_tensors(path)
+    if float_tensors:
+        raise ConversionError(f"float tensors left in the int8 graph: {', '.join(float_tensors[:5])}")
+    return {"quantization": "full-integer post-training, per-channel int8 weights, int8 activations and I/O"}
+
+
+def tflite_float_tensors(path: Path) -> list[str]:
+    """Names of float tensors in a .tflite graph (an int8 model must have none)."""
+    from edge.runtime import Model
+
+    m = Model(path)
+    return [d["name"] for d in m._interp.get_tensor_details() if np.dtype(d["dtype"]).kind == "f"]
+
+
+# -- ONNX --------------------------------------------------------------------------------------
+def _onnx_float_proto(ctx: Context):
+    if "onnx" not in ctx.cache:
+        import tensorflow as tf
+        import tf2onnx
+
+        fixed = ctx.fixed_model()
+        # from_keras fails on Keras 3; from_function with a fixed signature works.
+        fn = tf.function(lambda x: fixed(x, training=False))
+        spec = [tf.TensorSpec((1, 28, 28, 1), tf.float32, name="image")]
+        proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=ctx.opset)
+        proto.graph.output[0].name = _rename_output(proto, "probs")
+        ctx.cache["onnx"] = proto
+    return ctx.cache["onnx"]
+
+
+def _rename_output(proto, new: str) -> str:
+    old = proto.graph.output[0].name
+    for node in proto.graph.node:
+        node.output[:] = [new if o == old else o for o in node.output]
+        node.input[:] = [new if i == old else i for i in node.input]
+    return new
+
+
+def build_onnx_float32(ctx: Context, path: Path) -> dict:
+    import onnx
+
+    onnx.save(_onnx_float_proto(ctx), str(path))
+    return {"opset": ctx.opset}
+
+
+class _Reader:
+    """onnxruntime calibration reader over the shared representative set."""
+
+    def __init__(self, calib: np.ndarray, name: str):
+        self._it = iter([{name: calib[i : i + 1]} for i in range(len(calib))])
+
+    def get_next(self):
+        return next(self._it, None)
+
+
+def _quantize_onnx(ctx: Context, src: Path, dst: Path, activation: str) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    quantize_static(
+        str(src),
+        str(dst),
+        _Reader(ctx.calib, "image"),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8 if activation == "int8" else QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+    )
+
+
+_LAYOUT_OPS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten")
+
+
+def _integer_io(path: Path) -> dict:
+    """Strip the graph's first QuantizeLinear and last DequantizeLinear so I/O is integer.
+
+    The edge runtime then quantizes inputs and dequantizes outputs itself, with
+    the same code and the same kind of scale/zero point as for TFLite; the
+    values are recorded in the model's metadata and in the manifest.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    g = m.graph
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    inp, out = g.input[0], g.output[0]
+    # tf2onnx may put layout-only ops (a Reshape for NHWC->NCHW) before the first
+    # QuantizeLinear; they work on integers just as well, so follow them.
+    cur, path_names = inp.name, []
+    while True:
+        users = [n for n in g.node if cur in n.input]
+        if len(users) == 1 and users[0].op_type in _LAYOUT_OPS and users[0].input[0] == cur:
+            cur = users[0].output[0]
+            path_names.append(cur)
+            continue
+        break
+    for vi in [v for v in g.value_info if v.name in path_names]:
+        g.value_info.remove(vi)  # they now carry integers; let the runtime infer them
+    q = [n for n in users if n.op_type == "QuantizeLinear"]
+    dq = [n for n in g.node if n.op_type == "DequantizeLinear" and n.output[0] == out.name]
+    if len(q) != 1 or len(users) != 1 or len(dq) != 1:
+        raise ConversionError("unexpected QDQ layout at the graph's input or output")
+    q, dq = q[0], dq[0]
+    in_scale, in_zp = inits[q.input[1]], inits[q.input[2]]
+    out_scale, out_zp = inits[dq.input[1]], inits[dq.input[2]]
+    q_out, dq_in = q.output[0], dq.input[0]
+    g.node.remove(q)
+    g.node.remove(dq)
+    for n in g.node:
+        n.input[:] = [cur if i == q_out else (out.name if i == dq_in else i) for i in n.input]
+        n.output[:] = [out.name if o == dq_in else o for o in n.output]
+    elem = onnx.helper.np_dtype_to_tensor_dtype(in_zp.dtype)
+    inp.type.tensor_type.elem_type = elem
+    out.type.tensor_type.elem_type = onnx.helper.np_dtype_to_tensor_dtype(out_zp.dtype)
+    meta = {
+        "input_scale": float(in_scale),
+        "input_zero_point": int(in_zp),
+        "output_scale": float(out_scale),
+        "output_zero_point": int(out_zp),
+    }
+    for k, v in meta.items():
+        entry = m.metadata_props.add()
+        entry.key, entry.value = k, repr(v)
+    onnx.checker.check_model(m)
+    onnx.save(m, str(path))
+    return meta
+
+
+def build_onnx_int8(ctx: Context, path: Path) -> dict:
+    """ORT static QDQ quantization; the activation type is picked by measured validation accuracy."""
+    import tempfile
+
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from edge.runtime import Model
+
+    scores = {}
+    with tempfile.TemporaryDirectory(prefix="onnx-int8-") as tmp:
+        tmp = Path(tmp)
+        src = tmp / "float.onnx"
+        import onnx
+
+        onnx.save(_onnx_float_proto(ctx), str(src))
+        pre = tmp / "pre.onnx"
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)  # no sympy on the Pi side
+        for act in ("int8", "uint8"):
+            cand = tmp / f"{act}.onnx"
+            _quantize_onnx(ctx, pre, cand, act)
+            _integer_io(cand)
+            scores[act] = float((Model(cand).predict(ctx.val_x).argmax(1) == ctx.val_y).mean())
+        best = max(scores, key=lambda a: (scores[a], a == "int8"))  # ties go to int8 (same as TFLite)
+        path.write_bytes((tmp / f"{best}.onnx").read_bytes())
+    log.info("onnx int8  activation type %s (validation accuracy %s)", best,
+             ", ".join(f"{k} {v:.4%}" for k, v in scores.items()))
+    return {
+        "quantization": "onnxruntime static QDQ, per-channel int8 weights",
+        "activation_type": best,
+        "activation_choice": {"validation_accuracy": scores, "validation_images": int(len(ctx.val_y))},
+        "opset": ctx.opset,
+    }
+
+
+FORMATS: list[Format] = [
+    Format("tflite_float32", "model_float32.tflite", "tflite", "float32", build_tflite_float32,
+           "TFLite, float32 weights and activations"),
+    Format("tflite_int8", "model_int8.tflite", "tflite", "int8", build_tflite_int8,
+           "TFLite, full-integer int8 (weights, activations, I/O)"),
+    Format("onnx_float32", "model_float32.onnx", "onnx", "float32", build_onnx_float32,
+           "ONNX via tf2onnx, float32"),
+    Format("onnx_int8", "model_int8.onnx", "onnx", "int8", build_onnx_int8,
+           "ONNX, onnxruntime static QDQ int8"),
+]
+BY_KEY = {f.key: f for f in FORMATS}
