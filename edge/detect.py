@@ -1,0 +1,348 @@
+"""Finding handwritten digits in a camera frame or a photo, and reading them.
+
+The pipeline, each step chosen for real photos of digits on paper:
+
+1. **Ink map.** Grey frame, shrunk to a working size. The paper's local
+   brightness is estimated by a morphological closing on a quarter-size
+   copy (it erases strokes narrower than the kernel but keeps shadows,
+   table edges and lighting gradients where they are), and ink is the
+   *relative* darkness ``(paper - pixel) / paper``. That one ratio is what
+   makes white, beige, grey, blue and green paper, a phone's shadow and
+   uneven light look the same.
+2. **Hysteresis threshold.** Weak ink pixels are kept only when connected
+   to strong ones: thin, faint ballpoint strokes survive, paper texture and
+   JPEG noise do not.
+3. **Grouping.** Components are joined by a stroke-sized dilation, then
+   pieces that sit above one another (the bar of a 5, a 4 drawn in two
+   strokes) are merged; specks, long lines, border-touching blobs (paper
+   edges, shadow bands, the table) and solid blobs are dropped by size,
+   aspect and ink ratio.
+4. **Crops.** Each digit's own ink (not its neighbours'), with its stroke
+   width brought to MNIST's (about an eighth of the digit height) so a thin
+   pen and a thick marker look alike, goes through the one preprocessing
+   contract (``edge.contract.normalize_crop``).
+5. **Reading order.** Digits are grouped into lines by vertical overlap and
+   read left to right; lines are joined with a space.
+
+Candidates the model is unsure about (confidence under ``min_confidence``)
+are reported as rejected instead of as wrong digits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import cv2
+import numpy as np
+
+from . import contract
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    work_size: int = 960  # longest side the detector works at (bigger frames are shrunk)
+    ink_low: float = 0.14  # relative darkness a pixel needs to count as ink...
+    ink_high: float = 0.28  # ...and at least one pixel of each stroke must reach this
+    min_height_frac: float = 0.025  # a digit is at least this fraction of the frame's shorter side...
+    min_height_px: int = 8  # ...and at least this many working pixels tall
+    max_height_frac: float = 0.98
+    min_confidence: float = 0.5  # below this, a candidate is "rejected", not a digit
+    max_digits: int = 64
+
+
+@dataclass
+class Digit:
+    label: int
+    confidence: float
+    box: tuple[int, int, int, int]  # x, y, w, h in frame pixels
+
+    def to_dict(self) -> dict:
+        return {"label": int(self.label), "confidence": round(float(self.confidence), 4),
+                "box": [int(v) for v in self.box]}
+
+
+@dataclass
+class Reading:
+    """What one frame says: accepted digits in reading order, the text, and the rejected candidates."""
+
+    digits: list[Digit] = field(default_factory=list)
+    rejected: list[Digit] = field(default_factory=list)
+    text: str = ""
+    lines: list[list[int]] = field(default_factory=list)  # indices into digits, per line
+    detect_ms: float = 0.0
+    classify_ms: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "text": self.text,
+            "digits": [d.to_dict() for d in self.digits],
+            "rejected": [d.to_dict() for d in self.rejected],
+            "detect_ms": round(self.detect_ms, 3),
+            "classify_ms": round(self.classify_ms, 3),
+        }
+
+
+@dataclass
+class Candidate:
+    box: tuple[int, int, int, int]  # working-image pixels
+    crop: np.ndarray  # uint8 28x28 contract image
+
+
+def to_gray(frame: np.ndarray) -> np.ndarray:
+    """Any image (H,W), (H,W,1/3/4), any numeric dtype -> uint8 grey. Raises ValueError if it is not an image."""
+    a = np.asarray(frame)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"not an image: array of shape {a.shape}")
+    if a.dtype != np.uint8:
+        a = a.astype(np.float64)
+        a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+        if a.dtype.kind == "f" and a.max(initial=0) <= 1.0 and a.min(initial=0) >= 0.0:
+            a = a * 255.0
+        elif np.issubdtype(np.asarray(frame).dtype, np.integer) and np.asarray(frame).dtype.itemsize > 1:
+            a = a / max(1.0, float(np.iinfo(np.asarray(frame).dtype).max) / 255.0)
+        a = np.clip(a, 0, 255).astype(np.uint8)
+    if a.ndim == 3:
+        code = cv2.COLOR_BGRA2GRAY if a.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+        a = cv2.cvtColor(np.ascontiguousarray(a), code)
+    return np.ascontiguousarray(a)
+
+
+def ink_map(gray: np.ndarray, stroke_hint: float | None = None) -> np.ndarray:
+    """Relative darkness in [0, 255] (uint8): 0 is paper, 255 is black on the brightest paper."""
+    h, w = gray.shape
+    small = cv2.resize(gray, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
+    # Kernel wider than any stroke (a fifth of the shorter side), narrower than a shadow.
+    k = max(3, int(min(small.shape) * 0.2) | 1)
+    paper = cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    paper = cv2.blur(paper, (3, 3))
+    paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
+    paper = np.maximum(paper, gray)  # where the estimate is too dark, it is paper after all
+    dark = cv2.subtract(paper, gray)
+    # ratio = dark / paper, with the paper floored so noise in near-black areas is not "ink".
+    ratio = cv2.divide(dark, cv2.max(paper, 48), scale=255)
+    return cv2.GaussianBlur(ratio, (3, 3), 0)
+
+
+def _stroke_width(mask: np.ndarray) -> float:
+    """Typical stroke width of a binary mask: twice its area over its boundary length."""
+    area = int(np.count_nonzero(mask))
+    if area == 0:
+        return 0.0
+    boundary = area - int(np.count_nonzero(cv2.erode(mask, None)))
+    return 2.0 * area / max(boundary, 1)
+
+
+def _merge_pieces(boxes: list[list[int]]) -> list[list[int]]:
+    """Merge boxes that belong to one digit: stacked above one another with enough horizontal overlap."""
+    boxes = [list(b) for b in boxes]
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                a, b = boxes[i], boxes[j]
+                ax0, ay0, ax1, ay1 = a[0], a[1], a[0] + a[2], a[1] + a[3]
+                bx0, by0, bx1, by1 = b[0], b[1], b[0] + b[2], b[1] + b[3]
+                xover = min(ax1, bx1) - max(ax0, bx0)
+                gap = max(ay0, by0) - min(ay1, by1)  # negative: they overlap vertically
+                tall = max(a[3], b[3])
+                small, big = (a, b) if a[2] * a[3] < b[2] * b[3] else (b, a)
+                contained = (small[0] >= big[0] - 0.15 * big[2] and small[0] + small[2] <= big[0] + 1.15 * big[2]
+                             and small[1] >= big[1] - 0.35 * big[3] and small[1] + small[3] <= big[1] + 1.35 * big[3])
+                stacked = xover > 0.5 * min(a[2], b[2]) and gap < 0.2 * tall
+                # A piece (a 5's bar, half a 4) is smaller than the body and sits over it.
+                piece = small[2] * small[3] < 0.6 * big[2] * big[3] and small[3] < 0.8 * big[3]
+                merged_w, merged_h = max(ax1, bx1) - min(ax0, bx0), max(ay1, by1) - min(ay0, by0)
+                if piece and (stacked or contained) and merged_h < 2.2 * tall and merged_w < 1.5 * merged_h:
+                    x0, y0 = min(ax0, bx0), min(ay0, by0)
+                    boxes[i] = [x0, y0, max(ax1, bx1) - x0, max(ay1, by1) - y0]
+                    del boxes[j]
+                    changed = True
+                    break
+            if changed:
+                break
+    return boxes
+
+
+def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tuple[list[Candidate], float]:
+    """Digit-like ink blobs in a frame, as contract-ready 28x28 crops. Returns (candidates, frame->work scale)."""
+    gray = to_gray(frame)
+    h0, w0 = gray.shape
+    scale = min(1.0, cfg.work_size / max(h0, w0))
+    if scale < 1.0:
+        gray = cv2.resize(gray, (max(1, round(w0 * scale)), max(1, round(h0 * scale))), interpolation=cv2.INTER_AREA)
+    h, w = gray.shape
+    if min(h, w) < 8:
+        return [], scale
+    ink = ink_map(gray)
+    low = (ink >= int(cfg.ink_low * 255)).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(low, connectivity=8)
+    if n <= 1:
+        return [], scale
+    strong = np.zeros(n, bool)
+    strong[np.unique(labels[ink >= int(cfg.ink_high * 255)])] = True
+    strong[0] = False
+    short = min(h, w)
+    min_h = max(cfg.min_height_px, cfg.min_height_frac * short)
+    # Drop specks now (anything much smaller than a digit's stroke piece).
+    areas = stats[:, cv2.CC_STAT_AREA]
+    cw, ch = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
+    cx, cy = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
+    dims = np.maximum(cw, ch)
+    keep = strong & (dims >= 0.3 * min_h) & (areas >= max(4, 0.02 * min_h * min_h))
+    # Paper edges, the table, shadow bands: big things that touch the frame's border.
+    touches = (cx <= 1) | (cy <= 1) | (cx + cw >= w - 1) | (cy + ch >= h - 1)
+    # Also thin bands along an edge, and fragments cut off by the frame (unreadable anyway).
+    aspect = cw / np.maximum(ch, 1)
+    fill = areas / np.maximum(cw * ch, 1)  # a diagonal paper edge is a big, nearly empty box
+    keep &= ~(touches & ((cw > 0.5 * w) | (ch > 0.5 * h) | (aspect < 0.25) | (aspect > 4) | (ch < 0.2 * h)
+                         | (fill < 0.12)))
+    keep &= ch <= cfg.max_height_frac * h
+    if not keep.any():
+        return [], scale
+    lut = np.where(keep, 255, 0).astype(np.uint8)
+    mask = lut[labels]
+    # Join the broken strokes of one digit: dilate by about a third of the typical
+    # stroke width (per component, median: a border band must not decide it).
+    boundary = mask & ~cv2.erode(mask, None)
+    perim = np.bincount(labels[boundary > 0], minlength=n)
+    ids = np.flatnonzero(keep)
+    sw = float(np.median(2.0 * areas[ids] / np.maximum(perim[ids], 1)))
+    k = int(np.clip(round(sw * 0.35), 1, max(1, short // 80)))
+    joined = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
+    ng, glabels, gstats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    boxes = []
+    for g in range(1, ng):
+        x, y, bw, bh, _area = gstats[g]
+        # The group's box without the dilation margin.
+        sub = mask[y : y + bh, x : x + bw] & ((glabels[y : y + bh, x : x + bw] == g).astype(np.uint8) * 255)
+        ys, xs = np.nonzero(sub)
+        if ys.size == 0:
+            continue
+        boxes.append([x + xs.min(), y + ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1])
+    boxes = _merge_pieces(boxes)
+    cands = []
+    for x, y, bw, bh in boxes:
+        if bh < min_h or bh > cfg.max_height_frac * h:
+            continue
+        aspect = bw / bh
+        if aspect > 1.6 or aspect < 0.08:  # lines, rules, a sheet's edge; a "1" is about 0.15
+            continue
+        touches = x <= 1 or y <= 1 or x + bw >= w - 1 or y + bh >= h - 1
+        region = mask[y : y + bh, x : x + bw]
+        fill = np.count_nonzero(region) / float(bw * bh)
+        if fill > 0.8:  # solid blobs: shadows, a finger, the table
+            continue
+        if touches and (bh > 0.5 * h or bw > 0.5 * w or fill > 0.45):
+            continue
+        crop = _crop(ink, mask, (x, y, bw, bh))
+        if crop is None:
+            continue
+        cands.append(Candidate((int(x), int(y), int(bw), int(bh)), crop))
+        if len(cands) >= cfg.max_digits:
+            break
+    return cands, scale
+
+
+def _crop(ink: np.ndarray, mask: np.ndarray, box) -> np.ndarray | None:
+    """The digit's own ink, stroke width normalised, as a 28x28 contract image."""
+    x, y, bw, bh = box
+    pad = max(2, bh // 8)
+    y0, y1 = max(0, y - pad), min(ink.shape[0], y + bh + pad)
+    x0, x1 = max(0, x - pad), min(ink.shape[1], x + bw + pad)
+    m = mask[y0:y1, x0:x1].copy()
+    # Only the ink inside the box (not a neighbour's strokes reaching into the padding).
+    inside = np.zeros_like(m)
+    inside[y - y0 : y - y0 + bh, x - x0 : x - x0 + bw] = 255
+    m &= inside
+    if not m.any():
+        return None
+    # Stroke width to MNIST's: about 2 px in a 20-px box, i.e. a tenth of the digit's longest side.
+    side = max(bw, bh)
+    target = 0.1 * side
+    sw = _stroke_width(m)
+    soft = ink[y0:y1, x0:x1].astype(np.float32) * (m > 0)
+    if sw < 0.75 * target:
+        r = max(1, int(round((target - sw) / 2)))
+        soft = cv2.dilate(soft, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    elif sw > 1.4 * target:
+        r = max(1, int(round((sw - target) / 2)))
+        eroded = cv2.erode(soft, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+        if np.count_nonzero(eroded) > 0.25 * np.count_nonzero(soft):  # never erase the digit
+            soft = eroded
+    # Normalise contrast to the stroke's core; the soft edges stay soft, as in MNIST.
+    peak = float(np.percentile(soft[soft > 0], 95)) if np.any(soft > 0) else 0.0
+    if peak <= 0:
+        return None
+    soft = np.clip(soft / peak, 0.0, 1.0)
+    return contract.normalize_crop(soft, ink_is_dark=False)
+
+
+def group_lines(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
+    """Indices of boxes grouped into text lines (top to bottom), each read left to right."""
+    order = sorted(range(len(boxes)), key=lambda i: boxes[i][1] + boxes[i][3] / 2)
+    lines: list[list[int]] = []
+    spans: list[list[float]] = []
+    for i in order:
+        x, y, w, h = boxes[i]
+        cy = y + h / 2
+        best = None
+        for li, (top, bot) in enumerate(spans):
+            overlap = min(bot, y + h) - max(top, y)
+            if overlap > 0.4 * min(h, bot - top) and top - 0.1 * h <= cy <= bot + 0.1 * h:
+                best = li
+                break
+        if best is None:
+            lines.append([i])
+            spans.append([y, y + h])
+        else:
+            lines[best].append(i)
+            # The line's band follows its latest members (a tilted sheet's lines drift).
+            spans[best] = [min(spans[best][0], y) * 0.5 + y * 0.5, max(spans[best][1], y + h) * 0.5 + (y + h) * 0.5]
+    for line in lines:
+        line.sort(key=lambda i: boxes[i][0])
+    lines.sort(key=lambda line: min(boxes[i][1] for i in line))
+    return lines
+
+
+class Reader:
+    """Frame -> Reading, with one loaded model. Reuse it across frames."""
+
+    def __init__(self, model, cfg: DetectConfig = DetectConfig()):
+        self.model = model
+        self.cfg = cfg
+
+    def read(self, frame: np.ndarray) -> Reading:
+        import time
+
+        t0 = time.perf_counter()
+        cands, scale = find_candidates(frame, self.cfg)
+        t1 = time.perf_counter()
+        reading = Reading(detect_ms=(t1 - t0) * 1e3)
+        if not cands:
+            return reading
+        probs = self.model.predict_uint8(np.stack([c.crop for c in cands]))
+        t2 = time.perf_counter()
+        reading.classify_ms = (t2 - t1) * 1e3
+        inv = 1.0 / scale
+        accepted = []
+        for c, p in zip(cands, probs):
+            x, y, w, h = c.box
+            box = (int(round(x * inv)), int(round(y * inv)), int(round(w * inv)), int(round(h * inv)))
+            label = int(p.argmax())
+            d = Digit(label, float(p[label]), box)
+            (accepted if d.confidence >= self.cfg.min_confidence else reading.rejected).append(d)
+        lines = group_lines([d.box for d in accepted])
+        reading.digits = [accepted[i] for line in lines for i in line]
+        pos, reading.lines = 0, []
+        for line in lines:
+            reading.lines.append(list(range(pos, pos + len(line))))
+            pos += len(line)
+        reading.text = " ".join("".join(str(reading.digits[i].label) for i in line) for line in reading.lines)
+        return reading
+
+
+def config_dict(cfg: DetectConfig) -> dict:
+    return asdict(cfg)
