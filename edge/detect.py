@@ -46,7 +46,7 @@ class DetectConfig:
     min_height_frac: float = 0.025  # a digit is at least this fraction of the frame's shorter side...
     min_height_px: int = 8  # ...and at least this many working pixels tall
     max_height_frac: float = 0.98
-    min_confidence: float = 0.5  # below this, a candidate is "rejected", not a digit
+    min_confidence: float = 0.4  # below this, a candidate is "rejected", not a digit
     max_digits: int = 64
 
 
@@ -55,6 +55,7 @@ class Digit:
     label: int
     confidence: float
     box: tuple[int, int, int, int]  # x, y, w, h in frame pixels
+    probs: np.ndarray | None = field(default=None, repr=False, compare=False)  # all ten, for smoothing
 
     def to_dict(self) -> dict:
         return {"label": int(self.label), "confidence": round(float(self.confidence), 4),
@@ -89,7 +90,9 @@ class Candidate:
 
 
 def to_gray(frame: np.ndarray) -> np.ndarray:
-    """Any image (H,W), (H,W,1/3/4), any numeric dtype -> uint8 grey. Raises ValueError if it is not an image."""
+    """Any image (H,W), (H,W,1/3/4), any numeric dtype -> uint8 single channel for finding ink.
+
+    Raises ValueError if it is not an image."""
     a = np.asarray(frame)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[..., 0]
@@ -104,8 +107,10 @@ def to_gray(frame: np.ndarray) -> np.ndarray:
             a = a / max(1.0, float(np.iinfo(np.asarray(frame).dtype).max) / 255.0)
         a = np.clip(a, 0, 255).astype(np.uint8)
     if a.ndim == 3:
-        code = cv2.COLOR_BGRA2GRAY if a.shape[2] == 4 else cv2.COLOR_BGR2GRAY
-        a = cv2.cvtColor(np.ascontiguousarray(a), code)
+        # The darkest channel, not luma: red ink on beige or blue ink on blue paper
+        # keeps its contrast there, and dark ink stays dark in every channel.
+        a = np.ascontiguousarray(a)
+        a = cv2.min(cv2.min(a[..., 0], a[..., 1]), a[..., 2])
     return np.ascontiguousarray(a)
 
 
@@ -197,8 +202,10 @@ def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tu
     # Also thin bands along an edge, and fragments cut off by the frame (unreadable anyway).
     aspect = cw / np.maximum(ch, 1)
     fill = areas / np.maximum(cw * ch, 1)  # a diagonal paper edge is a big, nearly empty box
-    keep &= ~(touches & ((cw > 0.5 * w) | (ch > 0.5 * h) | (aspect < 0.25) | (aspect > 4) | (ch < 0.2 * h)
-                         | (fill < 0.12)))
+    # A close-up digit may touch an edge; a band spanning the frame, a sliver, a nearly
+    # empty diagonal or a small cut-off fragment is not a digit.
+    keep &= ~(touches & ((cw > 0.9 * w) | (ch > 0.9 * h) | (aspect < 0.25) | (aspect > 4) | (fill < 0.12)
+                         | ((ch < 0.2 * h) & (cw < 0.2 * w))))
     keep &= ch <= cfg.max_height_frac * h
     if not keep.any():
         return [], scale
@@ -228,14 +235,14 @@ def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tu
         if bh < min_h or bh > cfg.max_height_frac * h:
             continue
         aspect = bw / bh
-        if aspect > 1.6 or aspect < 0.08:  # lines, rules, a sheet's edge; a "1" is about 0.15
+        if aspect > 2.2 or aspect < 0.08:  # lines, rules, a sheet's edge; a "1" is about 0.15
             continue
         touches = x <= 1 or y <= 1 or x + bw >= w - 1 or y + bh >= h - 1
         region = mask[y : y + bh, x : x + bw]
         fill = np.count_nonzero(region) / float(bw * bh)
-        if fill > 0.8:  # solid blobs: shadows, a finger, the table
+        if fill > (0.9 if aspect < 0.45 else 0.8):  # solid blobs: shadows, a finger (a marker "1" is allowed)
             continue
-        if touches and (bh > 0.5 * h or bw > 0.5 * w or fill > 0.45):
+        if touches and fill > 0.6:
             continue
         crop = _crop(ink, mask, (x, y, bw, bh))
         if crop is None:
@@ -327,21 +334,26 @@ class Reader:
         t2 = time.perf_counter()
         reading.classify_ms = (t2 - t1) * 1e3
         inv = 1.0 / scale
-        accepted = []
+        accepted, rejected = [], []
         for c, p in zip(cands, probs):
             x, y, w, h = c.box
             box = (int(round(x * inv)), int(round(y * inv)), int(round(w * inv)), int(round(h * inv)))
             label = int(p.argmax())
-            d = Digit(label, float(p[label]), box)
-            (accepted if d.confidence >= self.cfg.min_confidence else reading.rejected).append(d)
-        lines = group_lines([d.box for d in accepted])
-        reading.digits = [accepted[i] for line in lines for i in line]
-        pos, reading.lines = 0, []
-        for line in lines:
-            reading.lines.append(list(range(pos, pos + len(line))))
-            pos += len(line)
-        reading.text = " ".join("".join(str(reading.digits[i].label) for i in line) for line in reading.lines)
-        return reading
+            d = Digit(label, float(p[label]), box, p)
+            (accepted if d.confidence >= self.cfg.min_confidence else rejected).append(d)
+        return assemble(accepted, rejected, reading.detect_ms, reading.classify_ms)
+
+
+def assemble(accepted: list[Digit], rejected: list[Digit], detect_ms: float = 0.0, classify_ms: float = 0.0) -> Reading:
+    """Put accepted digits in reading order (lines top to bottom, left to right) and build the text."""
+    lines = group_lines([d.box for d in accepted])
+    reading = Reading(rejected=rejected, detect_ms=detect_ms, classify_ms=classify_ms)
+    for line in lines:
+        start = len(reading.digits)
+        reading.digits.extend(accepted[i] for i in line)
+        reading.lines.append(list(range(start, len(reading.digits))))
+    reading.text = " ".join("".join(str(reading.digits[i].label) for i in ln) for ln in reading.lines)
+    return reading
 
 
 def config_dict(cfg: DetectConfig) -> dict:

@@ -1,0 +1,231 @@
+"""``python -m edge``: read handwritten digits from images, videos and live cameras.
+
+    python -m edge classify PATH... [--model FILE] [--json]
+    python -m edge run --source 0|/dev/videoN|FILE.mp4|DIR|synthetic [--headless] [--save OUT.mp4]
+
+Imports only numpy, OpenCV and one interpreter (ai-edge-litert, tflite-runtime
+or onnxruntime): never TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+from .detect import DetectConfig, Reader
+from .manifest import load_manifest
+from .runtime import Model, ModelError
+from .sources import Source, SourceError, list_images, read_image
+
+DEFAULT_ARTIFACTS = "artifacts"
+
+
+def load_model(model: str | None, artifacts: str, threads: int | None = None, runtime: str | None = None) -> Model:
+    """The model to run: ``--model FILE``, else the int8 TFLite named in ``artifacts/manifest.json``.
+
+    A file the manifest lists is checked against its sha256 before loading.
+    """
+    if model is None:
+        art = load_manifest(artifacts).default()
+        art.verify()
+        return Model(art.path, threads=threads, runtime=runtime)
+    path = Path(model)
+    manifest_path = path.parent / "manifest.json"
+    if manifest_path.is_file():
+        try:
+            listed = load_manifest(manifest_path).find_file(path)
+        except ModelError:
+            listed = None  # a foreign or older manifest beside the file: nothing to check against
+        if listed is not None:
+            listed.verify()
+    return Model(path, threads=threads, runtime=runtime)
+
+
+def _detect_config(args) -> DetectConfig:
+    return DetectConfig(min_confidence=args.min_confidence)
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, metavar="FILE",
+                   help="a .tflite or .onnx model (default: the int8 TFLite in ARTIFACTS/manifest.json)")
+    p.add_argument("--artifacts", default=DEFAULT_ARTIFACTS, metavar="DIR", help="where manifest.json is")
+    p.add_argument("--min-confidence", type=float, default=DetectConfig.min_confidence,
+                   help="candidates the model is less sure of are reported as rejected, not as digits")
+    p.add_argument("--threads", type=int, default=1, help="interpreter threads")
+
+
+def cmd_classify(args) -> int:
+    model = load_model(args.model, args.artifacts, args.threads)
+    reader = Reader(model, _detect_config(args))
+    failed = 0
+    for arg in args.paths:
+        paths = list_images(arg)
+        if not paths:
+            print(json.dumps({"path": arg, "error": "empty folder"}) if args.json else f"{arg}: empty folder")
+            failed += 1
+            continue
+        for p in paths:
+            t0 = time.perf_counter()
+            try:
+                reading = reader.read(read_image(p))
+            except SourceError as e:
+                failed += 1
+                msg = str(e)
+                print(json.dumps({"path": str(p), "error": msg}) if args.json else f"error: {msg}",
+                      flush=True)
+                continue
+            ms = (time.perf_counter() - t0) * 1e3
+            if args.json:
+                d = reading.to_dict()
+                print(json.dumps({"path": str(p), "text": d["text"], "digits": d["digits"],
+                                  "rejected": d["rejected"], "ms": round(ms, 2)}), flush=True)
+            else:
+                extra = f"  ({len(reading.rejected)} rejected)" if reading.rejected else ""
+                print(f"{p}: {reading.text or '(no digits)'}{extra}", flush=True)
+    return 1 if failed else 0
+
+
+def gui_available() -> bool:
+    import cv2
+
+    try:
+        cv2.namedWindow("mnist-edge")
+        cv2.destroyWindow("mnist-edge")
+        return True
+    except cv2.error:
+        return False
+
+
+class _Stop(Exception):
+    pass
+
+
+def cmd_run(args) -> int:
+    import cv2
+
+    from .draw import annotate
+    from .track import Smoother
+
+    if not args.headless and not gui_available():
+        print("error: this OpenCV has no GUI (opencv-python-headless). Use --headless (JSON lines), --save OUT.mp4, "
+              "or `pip uninstall opencv-python-headless && pip install opencv-python` (needs libGL) for a window.",
+              file=sys.stderr)
+        return 2
+    model = load_model(args.model, args.artifacts, args.threads)
+    cfg = _detect_config(args)
+    reader = Reader(model, cfg)
+    smoother = Smoother(window=args.smooth, min_confidence=cfg.min_confidence) if args.smooth > 1 else None
+    source = Source(args.source, seed=args.seed)
+    writer = None
+    save_tmp = None
+
+    def on_term(signum, frame):  # systemd stops with SIGTERM: end like Ctrl-C
+        raise _Stop()
+
+    signal.signal(signal.SIGTERM, on_term)
+    frames, t_start, stop = 0, time.perf_counter(), ""
+    fps = 0.0
+    try:
+        last = time.perf_counter()
+        for frame in source:
+            reading = reader.read(frame)
+            if smoother is not None:
+                reading = smoother.update(reading)
+            now = time.perf_counter()
+            dt = now - last
+            last = now
+            fps = 0.9 * fps + 0.1 * (1.0 / dt) if fps and dt > 0 else (1.0 / dt if dt > 0 else 0.0)
+            if args.headless:
+                d = reading.to_dict()
+                print(json.dumps({"frame": frames, "text": d["text"], "digits": d["digits"],
+                                  "rejected": d["rejected"], "ms": round(reading.detect_ms + reading.classify_ms, 3),
+                                  "fps": round(fps, 1)}), flush=True)
+            if args.save or not args.headless:
+                shown = annotate(frame, reading, fps)
+                if args.save:
+                    if writer is None:
+                        out = Path(args.save)
+                        out.parent.mkdir(parents=True, exist_ok=True)
+                        save_tmp = out.with_name(f".{out.stem}.tmp{out.suffix or '.mp4'}")
+                        h, w = shown.shape[:2]
+                        writer = cv2.VideoWriter(str(save_tmp), cv2.VideoWriter_fourcc(*"mp4v"), args.save_fps, (w, h))
+                        if not writer.isOpened():
+                            raise SourceError(f"{out}: cannot write video here (codec or folder)")
+                    if shown.shape[:2] != (h, w):  # a folder of images of many sizes: one video size
+                        shown = cv2.resize(shown, (w, h), interpolation=cv2.INTER_AREA)
+                    writer.write(shown)
+                if not args.headless:
+                    cv2.imshow("mnist-edge", shown)
+                    if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                        stop = "quit"
+                        break
+            frames += 1
+            if args.max_frames and frames >= args.max_frames:
+                stop = f"--max-frames {args.max_frames}"
+                break
+        else:
+            stop = source.stop_reason or "source ended"
+    except (KeyboardInterrupt, _Stop):
+        stop = "interrupted"
+    finally:
+        source.close()
+        if writer is not None:
+            writer.release()
+            if save_tmp is not None and save_tmp.exists():
+                save_tmp.replace(args.save)
+        if not args.headless:
+            cv2.destroyAllWindows()
+    elapsed = time.perf_counter() - t_start
+    print(f"run: {frames} frames in {elapsed:.1f}s, mean {frames / elapsed if elapsed > 0 else 0:.1f} FPS; "
+          f"stopped: {stop}", file=sys.stderr)
+    failed_source = source.kind == "camera" and stop.startswith("camera")
+    return 1 if failed_source else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m edge",
+        description="Read handwritten digits from images, videos and cameras with an int8 model (no TensorFlow).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("classify", help="read digits in image files or folders",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="One line per image with the text read; --json gives one JSON object per line: "
+                       '{"path", "text", "digits": [{"label", "confidence", "box": [x, y, w, h]}], "rejected", "ms"} '
+                       'or {"path", "error"}. Exit code 1 if any file could not be read.')
+    c.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
+    c.add_argument("--json", action="store_true", help="JSON lines instead of text")
+    _add_common(c)
+    c.set_defaults(func=cmd_classify)
+    r = sub.add_parser("run", help="live loop over a camera, video, image folder or synthetic frames",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Shows a window with boxes, digits, confidence and FPS (q or Esc quits), or with "
+                       "--headless prints one JSON line per frame. Ctrl-C ends with a summary.")
+    r.add_argument("--source", default="0", help="camera index, /dev/videoN, video file, image folder, or synthetic")
+    r.add_argument("--headless", action="store_true", help="no window: one JSON line per frame on stdout")
+    r.add_argument("--save", default=None, metavar="OUT.mp4", help="also write the annotated frames to a video")
+    r.add_argument("--save-fps", type=float, default=15.0, help="frame rate written into --save")
+    r.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: never)")
+    r.add_argument("--smooth", type=int, default=5, help="average each box over the last N frames (1: off)")
+    r.add_argument("--seed", type=int, default=0, help="seed of the synthetic source")
+    _add_common(r)
+    r.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ModelError, SourceError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""The edge runner: golden crops, detection on synthetic frames, robustness, the CLI, no TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edge import contract
+from edge.__main__ import main as edge_main
+from edge.detect import DetectConfig, Digit, Reader, Reading, find_candidates, group_lines
+from edge.runtime import Model
+from edge.synthetic import FrameMaker, iou, load_test_digits, score
+from edge.track import Smoother
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).resolve().parent / "golden"
+# The fixture model is a 1-epoch smoke model: accept whatever it says, judge detection and plumbing.
+LOOSE = ["--min-confidence", "0"]
+
+
+@pytest.fixture(scope="module")
+def int8_model(exported):
+    return Model(exported / "model_int8.tflite")
+
+
+@pytest.fixture(scope="module")
+def test_digits(mnist_dir):
+    return load_test_digits(mnist_dir)
+
+
+def test_golden_crops_through_the_contract(int8_model):
+    expected = json.loads((GOLDEN / "expected.json").read_text())
+    assert len(expected) >= 30 and sorted(set(expected.values())) == list(range(10))
+    crops = np.stack([contract.normalize_crop(cv2.imread(str(GOLDEN / f), cv2.IMREAD_UNCHANGED)) for f in expected])
+    for c in crops:  # contract invariants hold on real-looking crops
+        ys, xs = np.nonzero(c)
+        assert max(np.ptp(ys), np.ptp(xs)) + 1 == 20
+    pred = int8_model.predict_uint8(crops).argmax(1)
+    assert (pred == np.array(list(expected.values()))).mean() >= 0.9  # even the 1-epoch model
+
+
+def test_detection_recall_and_reading_order_on_synthetic_frames(test_digits, int8_model):
+    maker = FrameMaker(*test_digits, seed=7)
+    frames = [maker.make() for _ in range(25)]
+    found = total = 0
+    for f in frames:
+        cands, scale = find_candidates(f.image)
+        boxes = [tuple(int(round(v / scale)) for v in c.box) for c in cands]
+        for t in f.digits:
+            total += 1
+            found += any(iou(t.box, b) >= 0.5 for b in boxes)
+    assert total > 80 and found / total >= 0.93
+    reader = Reader(int8_model, DetectConfig(min_confidence=0.0))
+    s = score([(f, reader.read(f.image)) for f in frames])
+    assert s["recall"] >= 0.93 and s["accuracy_of_found"] >= 0.85
+
+
+def test_a_sheet_reading_2026_reads_2026(test_digits, int8_model):
+    x, y = test_digits
+    # Four clear digits in a row, dark ink on white, as a person would write a year.
+    picks = [int(np.flatnonzero(y == d)[0]) for d in (2, 0, 2, 6)]
+    picks[2] = int(np.flatnonzero(y == 2)[1])
+    sheet = np.full((200, 520, 3), 235, np.uint8)
+    for k, i in enumerate(picks):
+        digit = cv2.resize(x[i], (112, 112), interpolation=cv2.INTER_CUBIC)
+        region = sheet[44:156, 20 + k * 120 : 132 + k * 120]
+        region[:] = np.minimum(region, (255 - digit)[..., None])
+    reading = Reader(int8_model, DetectConfig(min_confidence=0.0)).read(sheet)
+    assert len(reading.digits) == 4
+    assert [d.box[0] for d in reading.digits] == sorted(d.box[0] for d in reading.digits)
+    assert reading.text == "".join(str(int(y[i])) for i in picks)
+
+
+def test_group_lines_orders_lines_then_left_to_right():
+    boxes = [(300, 210, 40, 60), (20, 10, 40, 60), (150, 205, 40, 60), (90, 14, 40, 60), (10, 200, 40, 60)]
+    assert group_lines(boxes) == [[1, 3], [4, 2, 0]]
+    # A tilted line still reads as one line.
+    tilted = [(i * 50, 100 + i * 6, 40, 60) for i in range(6)]
+    assert group_lines(tilted) == [list(range(6))]
+
+
+def test_one_big_digit_filling_the_image(test_digits, int8_model):
+    x, y = test_digits
+    i = int(np.flatnonzero(y == 3)[0])
+    img = 255 - cv2.resize(x[i], (600, 600), interpolation=cv2.INTER_CUBIC)
+    reading = Reader(int8_model, DetectConfig(min_confidence=0.0)).read(img)
+    assert len(reading.digits) == 1
+    assert reading.digits[0].box[3] > 350
+
+
+def test_paper_edge_and_shadow_are_not_digits(int8_model):
+    img = np.full((480, 640, 3), 230, np.uint8)
+    img[:, :60] = 40  # dark table edge along the border
+    cv2.circle(img, (400, 300), 150, (150, 150, 150), -1)  # a soft shadow blob
+    img = cv2.GaussianBlur(img, (0, 0), 12)
+    for _ in range(40):  # specks
+        p = tuple(int(v) for v in np.random.default_rng(_).integers(80, 460, 2))
+        cv2.circle(img, p, 1, (90, 90, 90), -1)
+    assert Reader(int8_model).read(img).digits == []
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    h=st.integers(1, 300),
+    w=st.integers(1, 300),
+    channels=st.sampled_from([None, 1, 3, 4]),
+    dtype=st.sampled_from(["uint8", "uint16", "float32", "float64", "int32", "bool"]),
+    seed=st.integers(0, 2**16),
+)
+def test_random_frames_never_crash(int8_model, h, w, channels, dtype, seed):
+    rng = np.random.default_rng(seed)
+    shape = (h, w) if channels is None else (h, w, channels)
+    frame = (rng.random(shape) * rng.choice([1, 255, 70000])).astype(dtype)
+    reading = Reader(int8_model).read(frame)
+    assert isinstance(reading, Reading)
+    for d in reading.digits:
+        assert 0 <= d.label <= 9 and 0 <= d.confidence <= 1
+
+
+def test_non_images_raise_value_error(int8_model):
+    for bad in (np.zeros((3, 3, 7)), np.zeros((0, 5)), np.zeros(5)):
+        with pytest.raises(ValueError, match="not an image"):
+            Reader(int8_model).read(bad)
+
+
+def test_smoother_stops_a_flickering_digit():
+    sm = Smoother(window=5)
+    texts = []
+    for k in range(10):
+        p = np.full(10, 0.01, np.float32)
+        p[3], p[8] = (0.55, 0.4) if k % 4 else (0.4, 0.55)  # mostly 3, every fourth frame 8
+        d = Digit(int(p.argmax()), float(p.max()), (100 + k % 2, 50, 40, 60), p)
+        texts.append(sm.update(Reading(digits=[d], text=str(d.label))).text)
+    assert texts[0] == "8" and texts[2:] == ["3"] * 8
+
+
+# -- CLI -------------------------------------------------------------------------------------------
+def _write_images(d: Path, test_digits):
+    maker = FrameMaker(*test_digits, seed=3)
+    frame = maker.make(3)
+    cv2.imwrite(str(d / "good.jpg"), frame.image)
+    (d / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 50)
+    (d / "notes.txt").write_text("not an image")
+    return frame
+
+
+def test_classify_folder_with_good_corrupt_and_text_files(exported, tmp_path, test_digits, capsys):
+    _write_images(tmp_path, test_digits)
+    code = edge_main(["classify", str(tmp_path), "--json", "--artifacts", str(exported), *LOOSE])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 1
+    assert len(lines) == 2
+    good = next(r for r in lines if r["path"].endswith("good.jpg"))
+    bad = next(r for r in lines if r["path"].endswith("corrupt.png"))
+    assert set(good) >= {"path", "text", "digits", "ms"} and len(good["digits"]) == 3
+    assert all(set(d) == {"label", "confidence", "box"} and len(d["box"]) == 4 for d in good["digits"])
+    assert set(bad) == {"path", "error"} and "not a readable image" in bad["error"]
+
+
+def test_classify_human_output_and_explicit_non_image(exported, tmp_path, test_digits, capsys):
+    _write_images(tmp_path, test_digits)
+    code = edge_main(["classify", str(tmp_path / "good.jpg"), str(tmp_path / "notes.txt"), "--artifacts",
+                      str(exported), *LOOSE])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 1 and out[0].startswith(str(tmp_path / "good.jpg") + ": ") and "notes.txt" in out[1]
+
+
+def test_default_model_checks_sha256(exported, tmp_path, capsys):
+    import shutil
+
+    d = tmp_path / "art"
+    shutil.copytree(exported, d)
+    with open(d / "model_int8.tflite", "ab") as f:
+        f.write(b"x")
+    assert edge_main(["classify", str(GOLDEN / "3_0.png"), "--artifacts", str(d)]) == 2
+    err = capsys.readouterr().err
+    assert "model_int8.tflite" in err and "re-run `make export`" in err
+
+
+def test_run_headless_synthetic(exported, capsys, monkeypatch, mnist_dir):
+    monkeypatch.setenv("MNIST_DIR", str(mnist_dir))
+    code = edge_main(["run", "--source", "synthetic", "--headless", "--max-frames", "4", "--artifacts",
+                      str(exported), *LOOSE])
+    out = capsys.readouterr()
+    rows = [json.loads(line) for line in out.out.splitlines()]
+    assert code == 0 and [r["frame"] for r in rows] == [0, 1, 2, 3]
+    assert all({"text", "digits", "ms"} <= set(r) for r in rows) and any(r["digits"] for r in rows)
+    assert "4 frames" in out.err and "FPS" in out.err
+
+
+def test_run_save_writes_a_video(exported, tmp_path, capsys):
+    out = tmp_path / "out.mp4"
+    code = edge_main(["run", "--source", str(GOLDEN), "--headless", "--save", str(out), "--artifacts",
+                      str(exported)])
+    assert code == 0
+    cap = cv2.VideoCapture(str(out))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == len(list(GOLDEN.glob("*.png")))
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_missing_camera_is_a_clear_error(exported, capsys):
+    assert edge_main(["run", "--source", "7", "--headless", "--artifacts", str(exported)]) == 2
+    err = capsys.readouterr().err
+    assert "camera 7 not found" in err and "tried" in err and "/dev/video7" in err
+
+
+def test_window_without_gui_says_how_to_fix(exported, capsys):
+    from edge.__main__ import gui_available
+
+    if gui_available():
+        pytest.skip("this OpenCV has a GUI")
+    assert edge_main(["run", "--source", "synthetic", "--artifacts", str(exported)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--headless" in err and "opencv-python" in err
+
+
+BLOCK = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def __init__(self, names): self.names = names
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in self.names:
+            raise ImportError(f'{{name}} is blocked for this test')
+sys.meta_path.insert(0, Block({names!r}))
+import runpy
+sys.argv = ['edge'] + {argv!r}
+runpy.run_module('edge', run_name='__main__')
+"""
+
+
+def _run_blocked(names, argv):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", BLOCK.format(names=set(names), argv=argv)], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=120)
+
+
+def test_edge_works_with_tensorflow_unimportable(exported):
+    r = _run_blocked({"tensorflow", "keras", "tf2onnx"}, ["classify", str(GOLDEN), "--json", "--artifacts",
+                                                          str(exported), *LOOSE])
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(rows) == 30 and all("text" in row for row in rows)
+
+
+def test_missing_interpreter_names_the_pip_package(exported):
+    r = _run_blocked({"ai_edge_litert", "tflite_runtime"}, ["classify", str(GOLDEN / "1_0.png"), "--model",
+                                                            str(exported / "model_int8.tflite")])
+    assert r.returncode == 2 and "pip install ai-edge-litert or tflite-runtime" in r.stderr
+    # The ONNX model still runs through onnxruntime.
+    r = _run_blocked({"ai_edge_litert", "tflite_runtime", "tensorflow"},
+                     ["classify", str(GOLDEN / "1_0.png"), "--model", str(exported / "model_int8.onnx"), *LOOSE])
+    assert r.returncode == 0, r.stderr
