@@ -16,7 +16,7 @@ export MNIST_DIR
 STAMP := $(VENV)/.installed-stamp
 TRAIN_ARGS := --model $(MODEL) --seed $(SEED) --out $(ARTIFACTS) $(if $(EPOCHS),--epochs $(EPOCHS),)
 
-.PHONY: all venv train export parity test clean help
+.PHONY: all venv train export parity run evaluate test clean help
 
 all: train export parity  ## bootstrap .venv, then train -> export -> parity gate (a failing gate fails it)
 
@@ -40,6 +40,12 @@ export: $(STAMP)  ## $(ARTIFACTS)/model.keras -> TFLite/ONNX float32+int8 + mani
 
 parity: $(STAMP)  ## accuracy-parity gate over every artifact in $(ARTIFACTS)/manifest.json
 	$(PY) -m export.parity --artifacts $(ARTIFACTS)
+
+run: $(STAMP)  ## live camera 0 with the default int8 model (a window; see README for --headless)
+	$(PY) -m edge run --source 0 --artifacts $(ARTIFACTS)
+
+evaluate: $(STAMP)  ## detection recall / digit accuracy / exact text on synthetic frames
+	$(PY) -m edge.evaluate --artifacts $(ARTIFACTS)
 
 test: $(STAMP)  ## run the test suite (MNIST tests read $(MNIST_DIR))
 	$(PY) -m pytest

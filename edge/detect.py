@@ -171,6 +171,13 @@ def _merge_pieces(boxes: list[list[int]]) -> list[list[int]]:
     return boxes
 
 
+# Weak ink is kept within GROW working pixels of strong ink. Components are not
+# dilated together (JOIN = 0): that glued neighbouring digits; the pieces of one
+# digit are merged by _merge_pieces instead, from their layout.
+JOIN = 0.0
+GROW = 2
+
+
 def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tuple[list[Candidate], float]:
     """Digit-like ink blobs in a frame, as contract-ready 28x28 crops. Returns (candidates, frame->work scale)."""
     gray = to_gray(frame)
@@ -182,7 +189,11 @@ def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tu
     if min(h, w) < 8:
         return [], scale
     ink = ink_map(gray)
-    low = (ink >= int(cfg.ink_low * 255)).astype(np.uint8)
+    strong_px = (ink >= int(cfg.ink_high * 255)).astype(np.uint8)
+    # Weak ink counts only near strong ink: the faint edge of a stroke, not the paper
+    # grain or shadow edge that happens to touch it further away.
+    near = cv2.dilate(strong_px, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * GROW + 1, 2 * GROW + 1)))
+    low = ((ink >= int(cfg.ink_low * 255)) & (near > 0)).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(low, connectivity=8)
     if n <= 1:
         return [], scale
@@ -217,8 +228,8 @@ def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tu
     perim = np.bincount(labels[boundary > 0], minlength=n)
     ids = np.flatnonzero(keep)
     sw = float(np.median(2.0 * areas[ids] / np.maximum(perim[ids], 1)))
-    k = int(np.clip(round(sw * 0.35), 1, max(1, short // 80)))
-    joined = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
+    k = int(np.clip(round(sw * JOIN), 0, max(1, short // 80)))
+    joined = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))) if k else mask
     ng, glabels, gstats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
     boxes = []
     for g in range(1, ng):

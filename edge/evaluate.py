@@ -1,0 +1,54 @@
+"""``python -m edge.evaluate``: how well the runner reads synthetic camera frames.
+
+Renders seeded frames of MNIST *test* digits (see ``edge.synthetic``) and
+reports detection recall (IoU >= 0.5), digit accuracy (detected and read
+right, over all digits), exact text on multi-digit frames, and false
+positives. Needs MNIST (``--data`` or $MNIST_DIR) for honest digits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .__main__ import load_model
+from .detect import DetectConfig, Reader
+from .runtime import ModelError
+from .synthetic import FrameMaker, load_test_digits, score
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m edge.evaluate", description=__doc__.split("\n\n")[1],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", default=None, help="model file (default: the int8 TFLite in ARTIFACTS/manifest.json)")
+    p.add_argument("--artifacts", default="artifacts", help="folder with manifest.json")
+    p.add_argument("--frames", type=int, default=250, help="frames to render (1-10 digits each)")
+    p.add_argument("--seed", type=int, default=2026, help="seed of the frames")
+    p.add_argument("--size", default="640x480", help="frame size WxH")
+    p.add_argument("--data", default=None, help="MNIST folder (default: $MNIST_DIR)")
+    p.add_argument("--min-confidence", type=float, default=DetectConfig.min_confidence)
+    args = p.parse_args(argv)
+    digits = load_test_digits(args.data)
+    if digits is None:
+        print("error: MNIST test digits not found; set MNIST_DIR or pass --data DIR", file=sys.stderr)
+        return 2
+    try:
+        model = load_model(args.model, args.artifacts)
+    except ModelError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    w, h = (int(v) for v in args.size.lower().split("x"))
+    maker = FrameMaker(*digits, seed=args.seed, size=(w, h))
+    reader = Reader(model, DetectConfig(min_confidence=args.min_confidence))
+    pairs = []
+    for _ in range(args.frames):
+        f = maker.make()
+        pairs.append((f, reader.read(f.image)))
+    result = {"model": str(model.path), "frames": args.frames, "seed": args.seed, "size": args.size, **score(pairs)}
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
