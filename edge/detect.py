@@ -157,10 +157,14 @@ def _merge_pieces(boxes: list[list[int]]) -> list[list[int]]:
                 contained = (small[0] >= big[0] - 0.15 * big[2] and small[0] + small[2] <= big[0] + 1.15 * big[2]
                              and small[1] >= big[1] - 0.35 * big[3] and small[1] + small[3] <= big[1] + 1.35 * big[3])
                 stacked = xover > 0.5 * min(a[2], b[2]) and gap < 0.2 * tall
+                # A 5's flying bar: short, at the body's top, starting over or just right of it.
+                bar = (small[3] < 0.5 * big[3] and small[1] + small[3] <= big[1] + 0.4 * big[3]
+                       and small[1] >= big[1] - 0.5 * big[3] and big[0] - 0.2 * big[2] <= small[0]
+                       <= big[0] + 1.25 * big[2])
                 # A piece (a 5's bar, half a 4) is smaller than the body and sits over it.
-                piece = small[2] * small[3] < 0.6 * big[2] * big[3] and small[3] < 0.8 * big[3]
+                piece = small[2] * small[3] < 0.8 * big[2] * big[3] and small[3] < 0.8 * big[3]
                 merged_w, merged_h = max(ax1, bx1) - min(ax0, bx0), max(ay1, by1) - min(ay0, by0)
-                if piece and (stacked or contained) and merged_h < 2.2 * tall and merged_w < 1.5 * merged_h:
+                if piece and (stacked or contained or bar) and merged_h < 2.2 * tall and merged_w < 1.5 * merged_h:
                     x0, y0 = min(ax0, bx0), min(ay0, by0)
                     boxes[i] = [x0, y0, max(ax1, bx1) - x0, max(ay1, by1) - y0]
                     del boxes[j]
