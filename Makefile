@@ -52,7 +52,7 @@ CROPS          ?= tests/golden
 DIST           ?= dist
 PI             ?=
 ENABLE_SERVICE ?=
-BUNDLE          = $(lastword $(sort $(wildcard $(DIST)/mnist-edge-pi-*.tar.gz)))
+BUNDLE          = $(DIST)/mnist-edge-pi-$(shell $(PY) -c 'from edge.bundle import project_version as v; print(v())').tar.gz
 
 .PHONY: bundle deploy pi-test
 
