@@ -52,3 +52,22 @@ test: $(STAMP)  ## run the test suite (MNIST tests read $(MNIST_DIR))
 
 clean:  ## remove generated artifacts and dist/ (keeps .venv)
 	rm -rf $(ARTIFACTS) dist .pytest_cache .hypothesis
+
+# -- Raspberry Pi -----------------------------------------------------------------------------------
+CROPS          ?= tests/golden
+DIST           ?= dist
+PI             ?=
+ENABLE_SERVICE ?=
+BUNDLE          = $(DIST)/mnist-edge-pi-$(shell $(PY) -c 'from edge.bundle import project_version as v; print(v())').tar.gz
+
+.PHONY: bundle deploy pi-test
+
+bundle: $(STAMP)  ## Pi bundle dist/mnist-edge-pi-<version>.tar.gz (refuses unless the parity gate passed; CROPS=golden crops)
+	$(PY) -m edge.bundle --artifacts $(ARTIFACTS) --out $(DIST) --crops $(CROPS)
+
+deploy: bundle  ## copy the bundle to PI=user@host over SSH (keys only), install it there, print the self-test (ENABLE_SERVICE=1)
+	@test -n "$(PI)" || { echo "make deploy: set PI=user@host (uses your ssh config and keys)" >&2; exit 2; }
+	$(PY) -m edge.deploy --host $(PI) --bundle $(BUNDLE) $(if $(filter 1,$(ENABLE_SERVICE)),--enable-service,)
+
+pi-test: bundle  ## run the bundle on emulated Raspberry Pi OS arm64 (qemu): self-test + int8 outputs vs x86
+	$(PY) edge/pi/emulate.py --bundle $(BUNDLE)

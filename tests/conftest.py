@@ -58,3 +58,32 @@ def exported(fast_run, mnist_dir):
 
     assert main(["--model", str(fast_run / "model.keras"), "--calib", "200", "--data", str(mnist_dir)]) == 0
     return fast_run
+
+
+# -- Raspberry Pi bundle fixtures (tests/test_pi_*.py, tests/test_deploy.py) ---------------------
+@pytest.fixture(scope="session")
+def pi_artifacts(exported, tmp_path_factory):
+    """The fast model's TFLite artifacts with a passing parity.json (the gate itself is tested elsewhere)."""
+    from pi_helpers import pi_artifacts as copy_tflite, write_parity
+
+    d = copy_tflite(exported, tmp_path_factory.mktemp("pi_artifacts"))
+    write_parity(d, passed=True)
+    return d
+
+
+@pytest.fixture(scope="session")
+def pi_crops(pi_artifacts, mnist, tmp_path_factory):
+    """Golden crops made from MNIST test digits that both bundled models read correctly."""
+    from pi_helpers import make_crops
+
+    (_, _), (x, y) = mnist
+    models = [pi_artifacts / "model_int8.tflite", pi_artifacts / "model_float32.tflite"]
+    return make_crops(tmp_path_factory.mktemp("pi_crops"), x[:400], y[:400], models)
+
+
+@pytest.fixture(scope="session")
+def pi_bundle(pi_artifacts, pi_crops, tmp_path_factory):
+    """One built bundle (.tar.gz) shared by the Pi tests."""
+    from edge.bundle import build
+
+    return build(pi_artifacts, tmp_path_factory.mktemp("dist"), pi_crops, log=lambda *a: None)
