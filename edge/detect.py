@@ -2,23 +2,23 @@
 
 The pipeline, each step chosen for real photos of digits on paper:
 
-1. **Ink map.** Grey frame, shrunk to a working size. The paper's local
+1. **Ink map.** The darkest colour channel, shrunk to a working size. The paper's local
    brightness is estimated by a morphological closing on a quarter-size
    copy (it erases strokes narrower than the kernel but keeps shadows,
    table edges and lighting gradients where they are), and ink is the
    *relative* darkness ``(paper - pixel) / paper``. That one ratio is what
    makes white, beige, grey, blue and green paper, a phone's shadow and
    uneven light look the same.
-2. **Hysteresis threshold.** Weak ink pixels are kept only when connected
-   to strong ones: thin, faint ballpoint strokes survive, paper texture and
-   JPEG noise do not.
-3. **Grouping.** Components are joined by a stroke-sized dilation, then
-   pieces that sit above one another (the bar of a 5, a 4 drawn in two
-   strokes) are merged; specks, long lines, border-touching blobs (paper
-   edges, shadow bands, the table) and solid blobs are dropped by size,
-   aspect and ink ratio.
+2. **Hysteresis threshold.** Weak ink pixels are kept only within a couple
+   of pixels of strong ones: the faint edges of thin ballpoint strokes
+   survive; paper grain, JPEG noise and shadow edges next to a stroke do not.
+3. **Grouping.** Each connected piece of ink is a candidate; pieces that sit
+   above one another (the bar of a 5, a 4 drawn in two strokes) are merged
+   by their layout, never by dilating everything (that glues neighbours);
+   specks, long lines, border-touching bands (paper edges, shadow bands, the
+   table) and solid blobs are dropped by size, aspect and ink ratio.
 4. **Crops.** Each digit's own ink (not its neighbours'), with its stroke
-   width brought to MNIST's (about an eighth of the digit height) so a thin
+   width brought to MNIST's (about a tenth of the digit's longest side) so a thin
    pen and a thick marker look alike, goes through the one preprocessing
    contract (``edge.contract.normalize_crop``).
 5. **Reading order.** Digits are grouped into lines by vertical overlap and
@@ -123,7 +123,7 @@ def ink_map(gray: np.ndarray, stroke_hint: float | None = None) -> np.ndarray:
     paper = cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
     paper = cv2.blur(paper, (3, 3))
     paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
-    paper = np.maximum(paper, gray)  # where the estimate is too dark, it is paper after all
+    paper = cv2.max(paper, gray)  # where the estimate is too dark, it is paper after all
     dark = cv2.subtract(paper, gray)
     # ratio = dark / paper, with the paper floored so noise in near-black areas is not "ink".
     ratio = cv2.divide(dark, cv2.max(paper, 48), scale=255)
@@ -175,11 +175,7 @@ def _merge_pieces(boxes: list[list[int]]) -> list[list[int]]:
     return boxes
 
 
-# Weak ink is kept within GROW working pixels of strong ink. Components are not
-# dilated together (JOIN = 0): that glued neighbouring digits; the pieces of one
-# digit are merged by _merge_pieces instead, from their layout.
-JOIN = 0.0
-GROW = 2
+GROW = 2  # weak ink counts within this many working pixels of strong ink
 
 
 def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tuple[list[Candidate], float]:
@@ -201,8 +197,7 @@ def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tu
     n, labels, stats, _ = cv2.connectedComponentsWithStats(low, connectivity=8)
     if n <= 1:
         return [], scale
-    strong = np.zeros(n, bool)
-    strong[np.unique(labels[ink >= int(cfg.ink_high * 255)])] = True
+    strong = np.bincount(labels[strong_px > 0], minlength=n) > 0
     strong[0] = False
     short = min(h, w)
     min_h = max(cfg.min_height_px, cfg.min_height_frac * short)
@@ -226,24 +221,9 @@ def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tu
         return [], scale
     lut = np.where(keep, 255, 0).astype(np.uint8)
     mask = lut[labels]
-    # Join the broken strokes of one digit: dilate by about a third of the typical
-    # stroke width (per component, median: a border band must not decide it).
-    boundary = mask & ~cv2.erode(mask, None)
-    perim = np.bincount(labels[boundary > 0], minlength=n)
-    ids = np.flatnonzero(keep)
-    sw = float(np.median(2.0 * areas[ids] / np.maximum(perim[ids], 1)))
-    k = int(np.clip(round(sw * JOIN), 0, max(1, short // 80)))
-    joined = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))) if k else mask
-    ng, glabels, gstats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
-    boxes = []
-    for g in range(1, ng):
-        x, y, bw, bh, _area = gstats[g]
-        # The group's box without the dilation margin.
-        sub = mask[y : y + bh, x : x + bw] & ((glabels[y : y + bh, x : x + bw] == g).astype(np.uint8) * 255)
-        ys, xs = np.nonzero(sub)
-        if ys.size == 0:
-            continue
-        boxes.append([x + xs.min(), y + ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1])
+    # Components are not dilated together (that glued neighbouring digits); the
+    # pieces of one digit are merged by _merge_pieces, from their layout.
+    boxes = [[int(cx[i]), int(cy[i]), int(cw[i]), int(ch[i])] for i in np.flatnonzero(keep)]
     boxes = _merge_pieces(boxes)
     cands = []
     for x, y, bw, bh in boxes:
