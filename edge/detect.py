@@ -230,7 +230,7 @@ def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tu
         if bh < min_h or bh > cfg.max_height_frac * h:
             continue
         aspect = bw / bh
-        if aspect > 2.2 or aspect < 0.08:  # lines, rules, a sheet's edge; a "1" is about 0.15
+        if aspect > 2.2 or aspect < 0.03:  # rules and a sheet's edge; a thin-pen "1" can be 0.05
             continue
         touches = x <= 1 or y <= 1 or x + bw >= w - 1 or y + bh >= h - 1
         region = mask[y : y + bh, x : x + bw]

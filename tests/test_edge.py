@@ -262,3 +262,47 @@ def test_missing_interpreter_names_the_pip_package(exported):
     r = _run_blocked({"ai_edge_litert", "tflite_runtime", "tensorflow"},
                      ["classify", str(GOLDEN / "1_0.png"), "--model", str(exported / "model_int8.onnx"), *LOOSE])
     assert r.returncode == 0, r.stderr
+
+
+def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """Insert a minimal EXIF APP1 segment carrying an Orientation tag (what phones write)."""
+    import struct
+
+    ifd = struct.pack("<H", 1) + struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack("<I", 0)
+    tiff = b"II*\x00" + struct.pack("<I", 8) + ifd
+    payload = b"Exif\x00\x00" + tiff
+    app1 = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+    return jpeg[:2] + app1 + jpeg[2:]
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    from edge.sources import read_image
+
+    img = np.full((60, 100, 3), 255, np.uint8)
+    img[:, :10] = 0  # a dark band on the left
+    ok, enc = cv2.imencode(".jpg", img)
+    p = tmp_path / "phone.jpg"
+    p.write_bytes(_with_exif_orientation(enc.tobytes(), 6))  # "rotate 90 CW to display"
+    out = read_image(p)
+    assert out.shape[:2] == (100, 60)
+    assert out[:10].mean() < 100 and out[-10:].mean() > 200  # the band is now on top
+
+
+def test_big_photo_with_thin_pen_strokes_on_coloured_paper(int8_model):
+    """4032x3024 phone photo: digits ~200 px tall written with a 7-px pen line on beige paper, uneven light.
+
+    Shrunk to the detector's working size the strokes are under 2 px wide; they must still be found,
+    one box per digit, in full-resolution coordinates and reading order (a "1" is just a thin line)."""
+    H, W = 3024, 4032
+    gx = np.linspace(0.75, 1.05, W, dtype=np.float32)[None, :, None]
+    img = np.array([175, 210, 228], np.float32) * gx * np.ones((H, 1, 1), np.float32)
+    ink = np.zeros((H, W), np.uint8)
+    for k, d in enumerate("4719"):
+        cv2.putText(ink, d, (700 + k * 700, 1500), cv2.FONT_HERSHEY_SIMPLEX, 9, 255, 7, cv2.LINE_AA)
+    alpha = cv2.GaussianBlur(ink.astype(np.float32) / 255, (0, 0), 1.5)[..., None]
+    img = np.clip(img * (1 - alpha) + 40 * alpha, 0, 255).astype(np.uint8)
+    reading = Reader(int8_model, DetectConfig(min_confidence=0.0)).read(img)
+    assert len(reading.digits) == 4
+    xs = [d.box[0] for d in reading.digits]
+    assert xs == sorted(xs) and all(abs(x - (700 + k * 700)) < 150 for k, x in enumerate(xs))
+    assert all(150 < d.box[3] < 260 for d in reading.digits)  # boxes in full-resolution pixels
