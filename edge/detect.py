@@ -189,7 +189,11 @@ def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tu
     if min(h, w) < 8:
         return [], scale
     ink = ink_map(gray)
-    strong_px = (ink >= int(cfg.ink_high * 255)).astype(np.uint8)
+    # Strong ink: the configured level, or lower on a faint frame (pencil, a dim room): half of
+    # what its darkest strokes reach, but never down into the weak-ink band.
+    top = float(np.percentile(ink[:: 4, :: 4], 99.9)) / 255.0
+    high = float(np.clip(0.55 * top, cfg.ink_low + 0.05, cfg.ink_high))
+    strong_px = (ink >= int(high * 255)).astype(np.uint8)
     # Weak ink counts only near strong ink: the faint edge of a stroke, not the paper
     # grain or shadow edge that happens to touch it further away.
     near = cv2.dilate(strong_px, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * GROW + 1, 2 * GROW + 1)))
@@ -214,8 +218,11 @@ def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tu
     fill = areas / np.maximum(cw * ch, 1)  # a diagonal paper edge is a big, nearly empty box
     # A close-up digit may touch an edge; a band spanning the frame, a sliver, a nearly
     # empty diagonal or a small cut-off fragment is not a digit.
+    # A digit touches the frame's edge with a stroke end; an edge band lies along it.
+    edge_px = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    contact = np.bincount(edge_px, minlength=n)
     keep &= ~(touches & ((cw > 0.9 * w) | (ch > 0.9 * h) | (aspect < 0.25) | (aspect > 4) | (fill < 0.12)
-                         | ((ch < 0.2 * h) & (cw < 0.2 * w))))
+                         | ((ch < 0.2 * h) & (cw < 0.2 * w)) | (contact > 0.3 * np.maximum(cw, ch))))
     keep &= ch <= cfg.max_height_frac * h
     if not keep.any():
         return [], scale
@@ -235,7 +242,7 @@ def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tu
         touches = x <= 1 or y <= 1 or x + bw >= w - 1 or y + bh >= h - 1
         region = mask[y : y + bh, x : x + bw]
         fill = np.count_nonzero(region) / float(bw * bh)
-        if fill > (0.9 if aspect < 0.45 else 0.8):  # solid blobs: shadows, a finger (a marker "1" is allowed)
+        if fill > (0.9 if aspect < 0.45 else 0.86):  # solid blobs: a finger, a pen cap (a marker "1" is fine)
             continue
         if touches and fill > 0.6:
             continue
