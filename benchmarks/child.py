@@ -64,8 +64,24 @@ def cold(args) -> int:
     t_first = time.time()
     if y.shape != (1, 10):
         raise SystemExit(f"{args.file}: first prediction has shape {y.shape}, expected (1, 10)")
-    _emit({"t_first": t_first})
+    _emit({"t_first": t_first, "vm_hwm_kb": vm_hwm_kb()})
     return 0
+
+
+def vm_hwm_kb() -> int | None:
+    """This process's peak resident set (VmHWM), or None without /proc.
+
+    Not ru_maxrss: Linux carries that across exec, so a child forked from a big
+    parent would report the parent's size.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
 
 
 def keras_bench(args) -> int:

@@ -87,9 +87,11 @@ class ChildError(RuntimeError):
 
 
 def run_child(args: list[str], timeout: float) -> tuple[dict, float, float]:
-    """Run ``python -m benchmarks.child ARGS``; return (its result, start wall time, peak RSS in MB).
+    """Run ``python -m benchmarks.child ARGS``; return (its result, start wall time, ru_maxrss in MB).
 
-    The peak RSS is that child's own (os.wait4), not the sum over every child.
+    ru_maxrss (os.wait4: this child only, not every child) is a fallback: Linux
+    keeps it across exec, so it can show the forking parent's size. The cold
+    child reports its own VmHWM from /proc, which is what the table uses.
     """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
@@ -137,7 +139,7 @@ def cold_start(path: Path, runtime: str, threads: int | None, runs: int, timeout
         for _ in range(runs):
             res, t0, peak = run_child(args, timeout)
             times.append((res["t_first"] - t0) * 1e3)
-            rss.append(peak)
+            rss.append(res["vm_hwm_kb"] / 1024.0 if res.get("vm_hwm_kb") else peak)
     except ChildError as e:
         return {"cold_start_ms": None, "cold_start_runs": 0, "peak_rss_mb": None, "cold_note": f"failed: {e}"}
     return {"cold_start_ms": float(np.median(times)), "cold_start_runs": len(times),
@@ -384,48 +386,57 @@ def pipeline_rows(manifest: Manifest, digits: np.ndarray, labels: np.ndarray, s:
     old_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
+        readers, runtimes = {}, {}
         for key in keys:
-            art = manifest.get(key)
-            for n, fs in frames.items():
-                row = {"kind": "pipeline", "key": key, "precision": art.precision, "threads": 1, "digits": n,
-                       "frame_size": [640, 480], "frames": len(fs), "status": "ok"}
-                try:
-                    model = Model(art.path, threads=1)
-                    row.update(runtime=model.runtime, runtime_version=rt.runtime_version(model.runtime))
-                    row.update(_time_pipeline(Reader(model), fs, s))
-                except Exception as e:  # noqa: BLE001
-                    row["status"] = f"failed: {_first_line(e)}"
-                    log.warning("pipeline %s %d digits: %s", key, n, row["status"])
-                else:
-                    log.info("pipeline %-14s %2d digits: total median %.2f ms (detect %.2f, classify %.2f), %d runs",
-                             key, n, row["total_ms"], row["detect_ms"], row["classify_ms"], row["runs"])
+            model = Model(manifest.get(key).path, threads=1)
+            readers[key], runtimes[key] = Reader(model), model.runtime
+        for n, fs in frames.items():
+            # The models take turns on the same frame, so a busy machine slows them alike.
+            results = _time_pipeline(readers, fs, s)
+            for key in keys:
+                row = {"kind": "pipeline", "key": key, "precision": manifest.get(key).precision,
+                       "runtime": runtimes[key], "runtime_version": rt.runtime_version(runtimes[key]), "threads": 1,
+                       "digits": n, "frame_size": [640, 480], "frames": len(fs), "status": "ok", **results[key]}
+                log.info("pipeline %-14s %2d digits: total median %.2f ms (detect %.2f, classify %.2f), %d runs",
+                         key, n, row["total_ms"], row["detect_ms"], row["classify_ms"], row["runs"])
                 rows.append(row)
+    except Exception as e:  # noqa: BLE001  (reported as status rows, the rest of the report stands)
+        log.warning("pipeline: %s", _first_line(e))
+        done = {(r["key"], r["digits"]) for r in rows}
+        rows += [{"kind": "pipeline", "key": k, "threads": 1, "digits": n, "frame_size": [640, 480],
+                  "status": f"failed: {_first_line(e)}"} for k in keys for n in frames if (k, n) not in done]
     finally:
         cv2.setNumThreads(old_threads)
     return rows
 
 
-def _time_pipeline(reader, frames, s: Settings) -> dict:
+def _time_pipeline(readers: dict, frames, s: Settings) -> dict:
+    """Time Reader.read per reader, round-robin over readers and frames, until the budget is spent."""
     clock = time.perf_counter
-    exact = 0
+    exact = dict.fromkeys(readers, 0)
     for f in frames:  # warm-up pass, and the reading check
-        exact += reader.read(f.image).text == f.text
-    det, cls, tot = [], [], []
+        for key, reader in readers.items():
+            exact[key] += reader.read(f.image).text == f.text
+    det, cls, tot = ({k: [] for k in readers} for _ in range(3))
     spent, i = 0.0, 0
-    while spent < s.e2e_budget_s or len(tot) < max(3, len(frames)):
+    while spent < s.e2e_budget_s * len(readers) or i < max(3, len(frames)):
         img = frames[i % len(frames)].image
-        t0 = clock()
-        r = reader.read(img)
-        dt = clock() - t0
-        det.append(r.detect_ms)
-        cls.append(r.classify_ms)
-        tot.append(dt * 1e3)
-        spent += dt
+        for key, reader in readers.items():
+            t0 = clock()
+            r = reader.read(img)
+            dt = clock() - t0
+            det[key].append(r.detect_ms)
+            cls[key].append(r.classify_ms)
+            tot[key].append(dt * 1e3)
+            spent += dt
         i += 1
-    total = float(np.median(tot))
-    return {"detect_ms": float(np.median(det)), "classify_ms": float(np.median(cls)), "total_ms": total,
-            "total_p90_ms": float(np.percentile(tot, 90)), "fps": 1e3 / total, "runs": len(tot),
-            "exact_text": exact / len(frames)}
+    out = {}
+    for key in readers:
+        total = float(np.median(tot[key]))
+        out[key] = {"detect_ms": float(np.median(det[key])), "classify_ms": float(np.median(cls[key])),
+                    "total_ms": total, "total_p90_ms": float(np.percentile(tot[key], 90)), "fps": 1e3 / total,
+                    "runs": len(tot[key]), "exact_text": exact[key] / len(frames)}
+    return out
 
 
 # -- everything --------------------------------------------------------------------------------
