@@ -25,20 +25,29 @@ from .report import markdown, plot
 from .run import Settings, run_all
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Show defaults, except None and on/off flags (their help already says what happens)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = Settings()
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="Benchmark every artifact in DIR/manifest.json on every installed interpreter at 1 and all "
         "cores, plus the Keras reference and the edge pipeline. Writes bench.json, bench.md, bench.png.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Help,
     )
     p.add_argument("--artifacts", default="artifacts", metavar="DIR", help="folder with manifest.json")
     p.add_argument("--out", default=None, metavar="DIR", help="where to write bench.* (default: the artifacts folder)")
     p.add_argument("--data", default=None, metavar="DIR", help="MNIST folder (default: $MNIST_DIR)")
     p.add_argument("--quick", action="store_true",
                    help="seconds, not minutes: tiny time budgets, 500 test images, one cold start, no Keras cold "
-                   "start (for tests; numbers are not for comparison)")
+                   "start (for tests; numbers are not for comparison; overrides the options below)")
     p.add_argument("--budget", type=float, default=d.budget_s, metavar="S",
                    help="seconds of timed batch-1 calls per row (after warm-up)")
     p.add_argument("--warmup", type=float, default=d.warmup_s, metavar="S", help="warm-up seconds per measurement")

@@ -112,8 +112,6 @@ def plot(report: dict, path: Path) -> None:
         filled = r["threads"] == 1
         ax.scatter(r["latency_median_ms"], 100 * r["accuracy"], marker=marker, s=70,
                    facecolors=c if filled else "none", edgecolors=c, linewidths=1.5)
-        ax.annotate(f"{r['precision']} {r['threads']}t", (r["latency_median_ms"], 100 * r["accuracy"]),
-                    textcoords="offset points", xytext=(5, 4), fontsize=7)
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], marker="s", linestyle="", color=c, label=n) for n, c in colors.items()]
