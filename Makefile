@@ -16,7 +16,7 @@ export MNIST_DIR
 STAMP := $(VENV)/.installed-stamp
 TRAIN_ARGS := --model $(MODEL) --seed $(SEED) --out $(ARTIFACTS) $(if $(EPOCHS),--epochs $(EPOCHS),)
 
-.PHONY: all venv train export parity run evaluate test clean help
+.PHONY: all venv train export parity run evaluate bench test clean help
 
 all: train export parity  ## bootstrap .venv, then train -> export -> parity gate (a failing gate fails it)
 
@@ -46,6 +46,9 @@ run: $(STAMP)  ## live camera 0 with the default int8 model (a window; see READM
 
 evaluate: $(STAMP)  ## detection recall / digit accuracy / exact text on synthetic frames
 	$(PY) -m edge.evaluate --artifacts $(ARTIFACTS)
+
+bench: $(STAMP)  ## latency/throughput/accuracy/cold start per artifact x runtime x threads -> $(ARTIFACTS)/bench.{json,md,png}
+	$(PY) -m benchmarks --artifacts $(ARTIFACTS)
 
 test: $(STAMP)  ## run the test suite (MNIST tests read $(MNIST_DIR))
 	$(PY) -m pytest
