@@ -19,6 +19,8 @@ runner refuses a model made for another version.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 CONTRACT_VERSION = 1
@@ -60,6 +62,7 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return (np.asarray(q, dtype=np.float32) - np.float32(zero_point)) * np.float32(scale)
 
 
+@functools.lru_cache(maxsize=512)
 def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
     """(n_out, n_in) matrix that resamples a 1-D signal by pixel-area averaging.
 
@@ -73,7 +76,9 @@ def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
     lo, hi = edges[:-1, None], edges[1:, None]
     pix = np.arange(n_in, dtype=np.float64)[None, :]
     overlap = np.clip(np.minimum(hi, pix + 1) - np.maximum(lo, pix), 0.0, None)
-    return (overlap / overlap.sum(axis=1, keepdims=True)).astype(np.float32)
+    m = (overlap / overlap.sum(axis=1, keepdims=True)).astype(np.float32)
+    m.setflags(write=False)
+    return m
 
 
 def normalize_crop(crop: np.ndarray, *, ink_is_dark: bool | None = None) -> np.ndarray:
@@ -94,44 +99,42 @@ def normalize_crop(crop: np.ndarray, *, ink_is_dark: bool | None = None) -> np.n
             g = g[..., 0] * 0.114 + g[..., 1] * 0.587 + g[..., 2] * 0.299
     if g.ndim != 2:
         raise ValueError(f"a crop must be (H, W) or (H, W, C), got shape {np.shape(crop)}")
-    g = g.astype(np.float32)
     if g.size == 0:
         return np.zeros((SIZE, SIZE), np.uint8)
-    if not np.all(np.isfinite(g)):
+    g = g.astype(np.float32)
+    if not np.isfinite(g).all():
         g = np.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
     lo, hi = float(g.min()), float(g.max())
     if hi - lo < 1e-6:
         return np.zeros((SIZE, SIZE), np.uint8)
-    g = (g - lo) / (hi - lo)  # 0..1
+    border = float(np.median(np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])))
     if ink_is_dark is None:
-        border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
-        ink_is_dark = float(np.median(border)) > 0.5
+        ink_is_dark = border > (lo + hi) / 2
+    # Ink up, and what is no stronger than the typical border is background (0).
     if ink_is_dark:
-        g = 1.0 - g
-    # Background to exactly 0: what is no brighter than the typical border is paper.
-    border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
-    floor = float(np.median(border))
-    g = np.clip((g - floor) / max(1e-6, 1.0 - floor), 0.0, 1.0)
+        g, floor = hi - g, hi - border
+    else:
+        g, floor = g - lo, border - lo
+    g = np.clip((g - floor) / max(1e-6, (hi - lo) - floor), 0.0, 1.0)
 
-    ys, xs = np.nonzero(g > 0.05)
-    if ys.size == 0:
+    rows = np.flatnonzero((g > 0.05).any(axis=1))
+    if rows.size == 0:
         return np.zeros((SIZE, SIZE), np.uint8)
-    g = g[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    cols = np.flatnonzero((g > 0.05).any(axis=0))
+    g = g[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     h, w = g.shape
     s = BOX / max(h, w)
     nh, nw = max(1, int(round(h * s))), max(1, int(round(w * s)))
     small = _area_matrix(h, nh) @ g @ _area_matrix(w, nw).T
-    small = np.clip(small / max(float(small.max()), 1e-6), 0.0, 1.0)
+    small *= 1.0 / max(float(small.max()), 1e-6)
 
     # Centre of mass -> (14, 14) in pixel-index coordinates, by an integer
     # shift as MNIST did (MNIST's own centres of mass all lie in [13.5, 14.5]).
     total = float(small.sum())
-    cy = float((small.sum(axis=1) * np.arange(nh)).sum() / total)
-    cx = float((small.sum(axis=0) * np.arange(nw)).sum() / total)
-    top = int(round(SIZE / 2 - cy))
-    left = int(round(SIZE / 2 - cx))
-    top = min(max(top, 0), SIZE - nh)
-    left = min(max(left, 0), SIZE - nw)
+    cy = float(small.sum(axis=1) @ np.arange(nh, dtype=np.float32)) / total
+    cx = float(small.sum(axis=0) @ np.arange(nw, dtype=np.float32)) / total
+    top = min(max(int(round(SIZE / 2 - cy)), 0), SIZE - nh)
+    left = min(max(int(round(SIZE / 2 - cx)), 0), SIZE - nw)
     out = np.zeros((SIZE, SIZE), np.float32)
     out[top : top + nh, left : left + nw] = small
     return np.round(out * 255.0).astype(np.uint8)

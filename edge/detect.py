@@ -126,17 +126,8 @@ def ink_map(gray: np.ndarray, stroke_hint: float | None = None) -> np.ndarray:
     paper = cv2.max(paper, gray)  # where the estimate is too dark, it is paper after all
     dark = cv2.subtract(paper, gray)
     # ratio = dark / paper, with the paper floored so noise in near-black areas is not "ink".
-    ratio = cv2.divide(dark, cv2.max(paper, 48), scale=255)
+    ratio = cv2.divide(dark, cv2.max(paper, np.full_like(paper, 48)), scale=255)
     return cv2.GaussianBlur(ratio, (3, 3), 0)
-
-
-def _stroke_width(mask: np.ndarray) -> float:
-    """Typical stroke width of a binary mask: twice its area over its boundary length."""
-    area = int(np.count_nonzero(mask))
-    if area == 0:
-        return 0.0
-    boundary = area - int(np.count_nonzero(cv2.erode(mask, None)))
-    return 2.0 * area / max(boundary, 1)
 
 
 def _merge_pieces(boxes: list[list[int]]) -> list[list[int]]:
@@ -256,36 +247,37 @@ def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tu
 
 
 def _crop(ink: np.ndarray, mask: np.ndarray, box) -> np.ndarray | None:
-    """The digit's own ink, stroke width normalised, as a 28x28 contract image."""
+    """The digit's own ink, stroke width normalised, as a 28x28 contract image (all uint8 OpenCV ops)."""
     x, y, bw, bh = box
     pad = max(2, bh // 8)
     y0, y1 = max(0, y - pad), min(ink.shape[0], y + bh + pad)
     x0, x1 = max(0, x - pad), min(ink.shape[1], x + bw + pad)
-    m = mask[y0:y1, x0:x1].copy()
-    # Only the ink inside the box (not a neighbour's strokes reaching into the padding).
-    inside = np.zeros_like(m)
-    inside[y - y0 : y - y0 + bh, x - x0 : x - x0 + bw] = 255
-    m &= inside
-    if not m.any():
+    # Only this digit's ink inside its box (not a neighbour's strokes reaching into the padding).
+    m = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    m[y - y0 : y - y0 + bh, x - x0 : x - x0 + bw] = mask[y : y + bh, x : x + bw]
+    area = cv2.countNonZero(m)
+    if area == 0:
         return None
+    soft = cv2.bitwise_and(ink[y0:y1, x0:x1], m)
     # Stroke width to MNIST's: about 2 px in a 20-px box, i.e. a tenth of the digit's longest side.
-    side = max(bw, bh)
-    target = 0.1 * side
-    sw = _stroke_width(m)
-    soft = ink[y0:y1, x0:x1].astype(np.float32) * (m > 0)
+    target = 0.1 * max(bw, bh)
+    sw = 2.0 * area / max(area - cv2.countNonZero(cv2.erode(m, None)), 1)
     if sw < 0.75 * target:
         r = max(1, int(round((target - sw) / 2)))
         soft = cv2.dilate(soft, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
     elif sw > 1.4 * target:
         r = max(1, int(round((sw - target) / 2)))
         eroded = cv2.erode(soft, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-        if np.count_nonzero(eroded) > 0.25 * np.count_nonzero(soft):  # never erase the digit
+        if cv2.countNonZero(eroded) > 0.25 * cv2.countNonZero(soft):  # never erase the digit
             soft = eroded
-    # Normalise contrast to the stroke's core; the soft edges stay soft, as in MNIST.
-    peak = float(np.percentile(soft[soft > 0], 95)) if np.any(soft > 0) else 0.0
-    if peak <= 0:
+    # Contrast to the stroke's core (95th percentile of the ink); soft edges stay soft, as in MNIST.
+    hist = np.bincount(soft.ravel(), minlength=256)
+    hist[0] = 0
+    total = int(hist.sum())
+    if total == 0:
         return None
-    soft = np.clip(soft / peak, 0.0, 1.0)
+    peak = int(np.searchsorted(np.cumsum(hist), 0.95 * total))
+    soft = cv2.convertScaleAbs(soft, alpha=255.0 / max(peak, 1))
     return contract.normalize_crop(soft, ink_is_dark=False)
 
 
