@@ -133,6 +133,11 @@ def ink_map(gray: np.ndarray, stroke_hint: float | None = None) -> np.ndarray:
 def _merge_pieces(boxes: list[list[int]]) -> list[list[int]]:
     """Merge boxes that belong to one digit: stacked above one another with enough horizontal overlap."""
     boxes = [list(b) for b in boxes]
+    if not boxes:
+        return boxes
+    # No merge may grow taller than about two typical pieces: merges must not chain
+    # across a whole block of digits.
+    cap = 2.2 * float(np.percentile([b[3] for b in boxes], 75))
     changed = True
     while changed:
         changed = False
@@ -155,7 +160,12 @@ def _merge_pieces(boxes: list[list[int]]) -> list[list[int]]:
                 # A piece (a 5's bar, half a 4) is smaller than the body and sits over it.
                 piece = small[2] * small[3] < 0.8 * big[2] * big[3] and small[3] < 0.8 * big[3]
                 merged_w, merged_h = max(ax1, bx1) - min(ax0, bx0), max(ay1, by1) - min(ay0, by0)
-                if piece and (stacked or contained or bar) and merged_h < 2.2 * tall and merged_w < 1.5 * merged_h:
+                # Two halves of one broken digit: together they are no taller than a digit and
+                # narrow as one; two digits side by side are wide, two lines are too tall.
+                halves = (xover > 0.2 * min(a[2], b[2]) and gap < 0.3 * tall and merged_h < 1.9 * tall
+                          and merged_w < 0.9 * merged_h)
+                if piece and (stacked or contained or bar or halves) and merged_h < min(2.2 * tall, cap) \
+                        and merged_w < 1.5 * merged_h:
                     x0, y0 = min(ax0, bx0), min(ay0, by0)
                     boxes[i] = [x0, y0, max(ax1, bx1) - x0, max(ay1, by1) - y0]
                     del boxes[j]
@@ -237,7 +247,7 @@ def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tu
             continue
         if touches and fill > 0.6:
             continue
-        crop = _crop(ink, mask, (x, y, bw, bh))
+        crop = _crop(ink, mask, (x, y, bw, bh), min_peak=0.0)
         if crop is None:
             continue
         cands.append(Candidate((int(x), int(y), int(bw), int(bh)), crop))
@@ -246,8 +256,11 @@ def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tu
     return cands, scale
 
 
-def _crop(ink: np.ndarray, mask: np.ndarray, box) -> np.ndarray | None:
-    """The digit's own ink, stroke width normalised, as a 28x28 contract image (all uint8 OpenCV ops)."""
+def _crop(ink: np.ndarray, mask: np.ndarray, box, min_peak: float = 0.0) -> np.ndarray | None:
+    """The digit's own ink, stroke width normalised, as a 28x28 contract image (all uint8 OpenCV ops).
+
+    None when the box holds no ink, or ink whose core is fainter than ``min_peak``
+    (paper grain beside real, darker writing)."""
     x, y, bw, bh = box
     pad = max(2, bh // 8)
     y0, y1 = max(0, y - pad), min(ink.shape[0], y + bh + pad)
@@ -277,6 +290,8 @@ def _crop(ink: np.ndarray, mask: np.ndarray, box) -> np.ndarray | None:
     if total == 0:
         return None
     peak = int(np.searchsorted(np.cumsum(hist), 0.95 * total))
+    if peak < min_peak:
+        return None
     soft = cv2.convertScaleAbs(soft, alpha=255.0 / max(peak, 1))
     return contract.normalize_crop(soft, ink_is_dark=False)
 
