@@ -151,6 +151,8 @@ class LiveServer:
             if jpeg is not None:
                 self._jpeg = jpeg
                 self._jpeg_seq += 1
+            elif self._viewers == 0:
+                self._jpeg = None  # nobody watched this frame: the next viewer must not start on a stale one
             self._cond.notify_all()
 
     def close(self) -> None:
@@ -203,7 +205,7 @@ class LiveServer:
     def _next_jpeg(self, seen: int) -> tuple[bytes | None, int]:
         """Wait for a frame newer than ``seen``: (jpeg, seq), or (None, seen) when closing."""
         with self._cond:
-            while not self._closing and self._jpeg_seq == seen:
+            while not self._closing and (self._jpeg is None or self._jpeg_seq == seen):
                 self._cond.wait(1.0)
             if self._closing:
                 return None, seen

@@ -244,7 +244,7 @@ def chromium() -> str:
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         pytest.skip(f"{CHROMIUM} is missing and we are not root with apt-get: `apt-get install chromium`")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"]
+    install = ["apt-get", "install", "-y", "-q", "chromium"]  # with recommends: fonts for the screenshot
     r = subprocess.run(install, capture_output=True, text=True, env=env, timeout=900)
     if r.returncode != 0:  # a fresh machine has no package lists yet
         subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env, timeout=600)
