@@ -19,6 +19,7 @@ from pathlib import Path
 from .detect import DetectConfig, Reader
 from .manifest import load_manifest
 from .runtime import Model, ModelError
+from .serve import ServeError
 from .sources import Source, SourceError, list_images, read_image
 
 DEFAULT_ARTIFACTS = "artifacts"
@@ -110,16 +111,40 @@ def cmd_run(args) -> int:
     from .draw import annotate
     from .track import Smoother
 
-    if not args.headless and not gui_available():
-        print("error: this OpenCV has no GUI (opencv-python-headless). Use --headless (JSON lines), --save OUT.mp4, "
-              "or `pip uninstall opencv-python-headless && pip install opencv-python` (needs libGL) for a window.",
-              file=sys.stderr)
-        return 2
-    model = load_model(args.model, args.artifacts, args.threads)
+    window = not args.headless
+    if window and not gui_available():
+        if not args.serve:
+            print("error: this OpenCV has no GUI (opencv-python-headless). Use --headless (JSON lines), --serve PORT "
+                  "(a browser), --save OUT.mp4, or `pip uninstall opencv-python-headless && pip install "
+                  "opencv-python` (needs libGL) for a window.", file=sys.stderr)
+            return 2
+        window = False  # --serve is the view: no window needed
+    server = None
+    if args.serve:  # bind before loading the model: a busy port fails at once
+        from .serve import LiveServer
+
+        server = LiveServer(args.serve, jpeg_quality=args.jpeg_quality)
+    try:
+        model = load_model(args.model, args.artifacts, args.threads)
+    except BaseException:
+        if server is not None:
+            server.close()
+        raise
+    if server is not None:
+        from .fsutil import sha256_file
+
+        server.model_name, server.model_sha256 = model.path.name, sha256_file(model.path)
+        server.start()
+        print(f"serving {server.url} (live view; /stream.mjpg /latest.json /healthz)", file=sys.stderr, flush=True)
     cfg = _detect_config(args)
     reader = Reader(model, cfg)
     smoother = Smoother(window=args.smooth, min_confidence=cfg.min_confidence) if args.smooth > 1 else None
-    source = Source(args.source, seed=args.seed)
+    try:
+        source = Source(args.source, seed=args.seed)
+    except BaseException:
+        if server is not None:
+            server.close()
+        raise
     writer = None
     save_tmp = None
 
@@ -127,6 +152,8 @@ def cmd_run(args) -> int:
         raise _Stop()
 
     signal.signal(signal.SIGTERM, on_term)
+    # Also SIGINT: a shell starts background jobs with SIGINT ignored, and `kill -INT` should still stop us.
+    signal.signal(signal.SIGINT, on_term)
     frames, t_start, stop = 0, time.perf_counter(), ""
     fps = 0.0
     try:
@@ -139,13 +166,19 @@ def cmd_run(args) -> int:
             dt = now - last
             last = now
             fps = 0.9 * fps + 0.1 * (1.0 / dt) if fps and dt > 0 else (1.0 / dt if dt > 0 else 0.0)
-            if args.headless:
+            if args.headless or server is not None:
                 d = reading.to_dict()
-                print(json.dumps({"frame": frames, "text": d["text"], "digits": d["digits"],
-                                  "rejected": d["rejected"], "ms": round(reading.detect_ms + reading.classify_ms, 3),
-                                  "fps": round(fps, 1)}), flush=True)
-            if args.save or not args.headless:
+                line = {"frame": frames, "text": d["text"], "digits": d["digits"], "rejected": d["rejected"],
+                        "ms": round(reading.detect_ms + reading.classify_ms, 3), "fps": round(fps, 1)}
+                if args.headless:
+                    print(json.dumps(line), flush=True)
+            shown = None
+            if args.save or window:
                 shown = annotate(frame, reading, fps)
+            if server is not None:  # annotated and encoded only while a viewer watches
+                server.publish(line, (lambda: shown) if shown is not None
+                               else (lambda: annotate(frame, reading, fps)))
+            if shown is not None:
                 if args.save:
                     if writer is None:
                         out = Path(args.save)
@@ -158,7 +191,7 @@ def cmd_run(args) -> int:
                     if shown.shape[:2] != (h, w):  # a folder of images of many sizes: one video size
                         shown = cv2.resize(shown, (w, h), interpolation=cv2.INTER_AREA)
                     writer.write(shown)
-                if not args.headless:
+                if window:
                     cv2.imshow("mnist-edge", shown)
                     if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
                         stop = "quit"
@@ -177,13 +210,21 @@ def cmd_run(args) -> int:
             writer.release()
             if save_tmp is not None and save_tmp.exists():
                 save_tmp.replace(args.save)
-        if not args.headless:
+        if server is not None:
+            server.close()
+        if window:
             cv2.destroyAllWindows()
     elapsed = time.perf_counter() - t_start
     print(f"run: {frames} frames in {elapsed:.1f}s, mean {frames / elapsed if elapsed > 0 else 0:.1f} FPS; "
           f"stopped: {stop}", file=sys.stderr)
     failed_source = source.kind == "camera" and stop.startswith("camera")
     return 1 if failed_source else 0
+
+
+def _jpeg_quality(v: str) -> int:
+    if not v.isdigit() or not 1 <= int(v) <= 100:
+        raise argparse.ArgumentTypeError(f"{v!r} is not a JPEG quality from 1 to 100")
+    return int(v)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: never)")
     r.add_argument("--smooth", type=int, default=5, help="average each box over the last N frames (1: off)")
     r.add_argument("--seed", type=int, default=0, help="seed of the synthetic source")
+    r.add_argument("--serve", default=None, metavar="[HOST:]PORT",
+                   help="live view in a browser at http://HOST:PORT/ (HOST defaults to 127.0.0.1, this machine "
+                   "only; 0.0.0.0 exposes the camera to the network). Works with or without --headless")
+    r.add_argument("--jpeg-quality", type=_jpeg_quality, default=80, help="JPEG quality of the --serve stream (1-100)")
     _add_common(r)
     r.set_defaults(func=cmd_run)
     return p
@@ -222,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ModelError, SourceError) as e:
+    except (ModelError, SourceError, ServeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
