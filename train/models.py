@@ -126,7 +126,7 @@ RECIPES = {
     ),
     "cnn_large": Recipe(epochs=10, batch_size=200, reported={"source": "Handwritten Digit Recognition MNIST Dataset"}),
     "edge": Recipe(
-        epochs=24,
+        epochs=22,
         batch_size=128,
         lr=3e-3,
         augment=True,
