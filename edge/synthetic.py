@@ -147,15 +147,14 @@ class FrameMaker:
                 ph, pw = patch.shape
                 yy = int(np.clip(y + rng.uniform(-0.08, 0.08) * dh, 0, H - ph))
                 xx = int(np.clip(x, 0, W - pw))
-                layer = np.zeros((H, W), np.float32)
-                layer[yy : yy + ph, xx : xx + pw] = patch
-                alpha_layers.append((int(self.labels[i]), li, layer))
+                alpha_layers.append((int(self.labels[i]), li, patch, yy, xx))
                 x += pw + (gaps[k] if k < len(gaps) else 0)
             y += dh * rng.uniform(1.35, 1.6)
 
         alpha = np.zeros((H, W), np.float32)
-        for _, _, layer in alpha_layers:
-            alpha = np.maximum(alpha, layer)
+        for _, _, patch, yy, xx in alpha_layers:
+            region = alpha[yy : yy + patch.shape[0], xx : xx + patch.shape[1]]
+            np.maximum(region, patch, out=region)
         ink_strength = rng.uniform(0.75, 1.0)
         canvas = canvas * (1 - alpha[..., None] * ink_strength) + ink * (alpha[..., None] * ink_strength)
 
@@ -167,7 +166,10 @@ class FrameMaker:
         border = tuple(float(v) for v in paper * 0.6)
         canvas = cv2.warpPerspective(canvas, M, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                                      borderValue=border)
-        for label, li, layer in alpha_layers:
+        layer = np.zeros((H, W), np.float32)  # one digit at a time: the truth box after the warp
+        for label, li, patch, yy, xx in alpha_layers:
+            layer[:] = 0
+            layer[yy : yy + patch.shape[0], xx : xx + patch.shape[1]] = patch
             warped = cv2.warpPerspective(layer, M, (W, H), flags=cv2.INTER_LINEAR)
             ys, xs = np.nonzero(warped > 0.35)
             if ys.size == 0:
