@@ -150,7 +150,7 @@ def _merge_pieces(boxes: list[list[int]]) -> list[list[int]]:
                 gap = max(ay0, by0) - min(ay1, by1)  # negative: they overlap vertically
                 tall = max(a[3], b[3])
                 small, big = (a, b) if a[2] * a[3] < b[2] * b[3] else (b, a)
-                contained = (small[0] >= big[0] - 0.15 * big[2] and small[0] + small[2] <= big[0] + 1.15 * big[2]
+                contained = (small[0] >= big[0] - 0.3 * big[2] and small[0] + small[2] <= big[0] + 1.3 * big[2]
                              and small[1] >= big[1] - 0.35 * big[3] and small[1] + small[3] <= big[1] + 1.35 * big[3])
                 stacked = xover > 0.5 * min(a[2], b[2]) and gap < 0.2 * tall
                 # A 5's flying bar: short, at the body's top, starting over or just right of it.
@@ -164,7 +164,11 @@ def _merge_pieces(boxes: list[list[int]]) -> list[list[int]]:
                 # narrow as one; two digits side by side are wide, two lines are too tall.
                 halves = (xover > 0.2 * min(a[2], b[2]) and gap < 0.3 * tall and merged_h < 1.9 * tall
                           and merged_w < 0.9 * merged_h)
-                if piece and (stacked or contained or bar or halves) and merged_h < min(2.2 * tall, cap) \
+                # A short stroke fragment (a broken-off end) right next to a digit's body.
+                dx = max(0, max(ax0, bx0) - min(ax1, bx1))
+                frag = (small[3] < 0.45 * big[3] and small[2] * small[3] < 0.2 * big[2] * big[3]
+                        and max(dx, gap) < 0.12 * big[3])
+                if piece and (stacked or contained or bar or halves or frag) and merged_h < min(2.2 * tall, cap) \
                         and merged_w < 1.5 * merged_h:
                     x0, y0 = min(ax0, bx0), min(ay0, by0)
                     boxes[i] = [x0, y0, max(ax1, bx1) - x0, max(ay1, by1) - y0]
