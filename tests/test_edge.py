@@ -306,3 +306,29 @@ def test_big_photo_with_thin_pen_strokes_on_coloured_paper(int8_model):
     xs = [d.box[0] for d in reading.digits]
     assert xs == sorted(xs) and all(abs(x - (700 + k * 700)) < 150 for k, x in enumerate(xs))
     assert all(150 < d.box[3] < 260 for d in reading.digits)  # boxes in full-resolution pixels
+
+
+def test_failed_camera_reads_are_retried_then_end_with_a_message():
+    from edge.sources import Source
+
+    class FlakyCamera:
+        """Delivers two frames, fails once (a USB hiccup), one more frame, then fails for good."""
+
+        def __init__(self):
+            self.script = [True, True, False, True] + [False] * 20
+            self.reads = 0
+
+        def read(self):
+            ok = self.script[self.reads] if self.reads < len(self.script) else False
+            self.reads += 1
+            return ok, (np.full((48, 64, 3), 200, np.uint8) if ok else None)
+
+        def release(self):
+            pass
+
+    src = Source.__new__(Source)  # a camera source without a camera: swap in the stub
+    src.spec, src.kind, src.retries, src.stop_reason, src._cap = "0", "camera", 3, "", FlakyCamera()
+    frames = list(src)
+    assert len(frames) == 3  # the single failed read was retried, not fatal
+    assert "stopped delivering frames" in src.stop_reason and "3 retries" in src.stop_reason
+    assert src._cap.reads == 2 + 1 + 1 + 4  # 2 good, 1 failed (retried), 1 good, 4 failed: the 4th > 3 retries
