@@ -30,7 +30,8 @@ are reported as rejected instead of as wrong digits.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -353,8 +354,6 @@ class Reader:
         self.cfg = cfg
 
     def read(self, frame: np.ndarray) -> Reading:
-        import time
-
         t0 = time.perf_counter()
         cands, scale = find_candidates(frame, self.cfg)
         t1 = time.perf_counter()
@@ -385,7 +384,3 @@ def assemble(accepted: list[Digit], rejected: list[Digit], detect_ms: float = 0.
         reading.lines.append(list(range(start, len(reading.digits))))
     reading.text = " ".join("".join(str(reading.digits[i].label) for i in ln) for ln in reading.lines)
     return reading
-
-
-def config_dict(cfg: DetectConfig) -> dict:
-    return asdict(cfg)
