@@ -182,6 +182,7 @@ def _merge_pieces(boxes: list[list[int]]) -> list[list[int]]:
 
 
 GROW = 2  # weak ink counts within this many working pixels of strong ink
+STROKE = 0.1  # MNIST's stroke width as a fraction of the digit's longest side
 
 
 _CCL = getattr(cv2, "CCL_BBDT", None)
@@ -296,7 +297,7 @@ def _crop(ink: np.ndarray, mask: np.ndarray, box, min_peak: float = 0.0) -> np.n
         return None
     soft = cv2.bitwise_and(ink[y0:y1, x0:x1], m)
     # Stroke width to MNIST's: about 2 px in a 20-px box, i.e. a tenth of the digit's longest side.
-    target = 0.1 * max(bw, bh)
+    target = STROKE * max(bw, bh)
     sw = 2.0 * area / max(area - cv2.countNonZero(cv2.erode(m, None)), 1)
     if sw < 0.75 * target:
         r = max(1, int(round((target - sw) / 2)))
