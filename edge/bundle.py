@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 from . import contract
-from .fsutil import atomic_path
+from .fsutil import atomic_path, read_json
 from .manifest import MANIFEST, load_manifest
 from .runtime import ModelError
 
@@ -81,10 +81,7 @@ def check_parity(artifacts: Path) -> dict:
     path = artifacts / "parity.json"
     if not path.is_file():
         raise BundleError(f"{path}: missing; run the accuracy gate first (`make parity`), then bundle")
-    try:
-        report = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BundleError(f"{path}: unreadable ({e}); re-run `make parity`") from None
+    report = read_json(path, BundleError, "re-run `make parity`")
     if not isinstance(report, dict) or report.get("passed") is not True:
         raise BundleError(
             f"{path}: the parity gate did not pass (\"passed\": {json.dumps(report.get('passed') if isinstance(report, dict) else None)}); "

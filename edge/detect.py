@@ -320,6 +320,16 @@ def _crop(ink: np.ndarray, mask: np.ndarray, box, min_peak: float = 0.0) -> np.n
     return contract.normalize_crop(soft, ink_is_dark=False)
 
 
+def iou(a, b) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ax0, ay0, aw, ah = a
+    bx0, by0, bw, bh = b
+    iw = max(0, min(ax0 + aw, bx0 + bw) - max(ax0, bx0))
+    ih = max(0, min(ay0 + ah, by0 + bh) - max(ay0, by0))
+    inter = iw * ih
+    return inter / float(aw * ah + bw * bh - inter) if inter else 0.0
+
+
 def group_lines(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
     """Indices of boxes grouped into text lines (top to bottom), each read left to right."""
     order = sorted(range(len(boxes)), key=lambda i: boxes[i][1] + boxes[i][3] / 2)

@@ -8,13 +8,12 @@ read it; nothing downstream hard-codes a scale or a shape.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import contract
-from .fsutil import sha256_file
+from .fsutil import read_json, sha256_file
 from .runtime import ModelError
 
 MANIFEST = "manifest.json"
@@ -91,10 +90,7 @@ def load_manifest(path_or_dir: str | os.PathLike) -> Manifest:
         p = p / MANIFEST
     if not p.is_file():
         raise ModelError(f"{p}: no manifest; run `make export` first (or pass --model FILE)")
-    try:
-        data = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelError(f"{p}: unreadable manifest ({e}); re-run `make export`") from None
+    data = read_json(p, ModelError, "re-run `make export`", what="manifest")
     if not isinstance(data, dict) or not isinstance(data.get("artifacts"), list):
         raise ModelError(f"{p}: not an mnist-edge manifest (no 'artifacts' list); re-run `make export`")
     version = data.get("contract_version")

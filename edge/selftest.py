@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import contract
+from .fsutil import read_json
 from .runtime import Model, ModelError
 
 EXPECTED = "expected.json"
@@ -36,10 +37,7 @@ def load_expected(crops: Path) -> dict[str, str]:
         raise SelftestError(f"{crops}: no such folder of golden crops; pass --crops DIR (PNG files + {EXPECTED})")
     if not path.is_file():
         raise SelftestError(f"{path}: missing; it must map each PNG's file name to its label, e.g. {{\"a.png\": \"7\"}}")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SelftestError(f"{path}: unreadable ({e}); it must be a JSON object {{file name: label}}") from None
+    data = read_json(path, SelftestError, "it must be a JSON object {file name: label}")
     if not isinstance(data, dict):
         raise SelftestError(f"{path}: must be a JSON object {{file name: label}}, got {type(data).__name__}")
     return {str(k): str(v) for k, v in data.items()}

@@ -19,6 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .detect import iou
+
 PAPERS = {  # BGR
     "white": (236, 238, 240),
     "beige": (180, 215, 232),
@@ -199,15 +201,6 @@ class FrameMaker:
         ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(45, 95))])
         img = cv2.imdecode(enc, cv2.IMREAD_COLOR)
         return Frame(img, truths)
-
-
-def iou(a, b) -> float:
-    ax0, ay0, aw, ah = a
-    bx0, by0, bw, bh = b
-    iw = max(0, min(ax0 + aw, bx0 + bw) - max(ax0, bx0))
-    ih = max(0, min(ay0 + ah, by0 + bh) - max(ay0, by0))
-    inter = iw * ih
-    return inter / float(aw * ah + bw * bh - inter) if inter else 0.0
 
 
 def score(frames_and_readings) -> dict:

@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .detect import Digit, Reading, assemble
-from .synthetic import iou
+from .detect import Digit, Reading, assemble, iou
 
 
 @dataclass
