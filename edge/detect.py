@@ -47,6 +47,7 @@ class DetectConfig:
     min_height_frac: float = 0.025  # a digit is at least this fraction of the frame's shorter side...
     min_height_px: int = 8  # ...and at least this many working pixels tall
     max_height_frac: float = 0.98
+    min_edge: float = 0.022  # ink whose edges rise more slowly (per px) is a soft shadow, not a stroke
     min_confidence: float = 0.4  # below this, a candidate is "rejected", not a digit
     max_digits: int = 64
 
@@ -138,7 +139,8 @@ def _merge_pieces(boxes: list[list[int]]) -> list[list[int]]:
         return boxes
     # No merge may grow taller than about two typical pieces: merges must not chain
     # across a whole block of digits.
-    cap = 2.2 * float(np.percentile([b[3] for b in boxes], 75))
+    ref = float(np.percentile([b[3] for b in boxes], 75))  # a typical digit's height in this frame
+    cap = 2.2 * ref
     changed = True
     while changed:
         changed = False
@@ -169,8 +171,13 @@ def _merge_pieces(boxes: list[list[int]]) -> list[list[int]]:
                 dx = max(0, max(ax0, bx0) - min(ax1, bx1))
                 frag = (small[3] < 0.45 * big[3] and small[2] * small[3] < 0.2 * big[2] * big[3]
                         and max(dx, gap) < 0.12 * big[3])
-                if piece and (stacked or contained or bar or halves or frag) and merged_h < min(2.2 * tall, cap) \
-                        and merged_w < 1.5 * merged_h:
+                # A digit broken into two pieces of about the same size, one over the other (a 5's
+                # top and bowl): each piece is short for this frame, together they are one digit tall.
+                # Two digits on adjacent lines are each a digit tall, so they are never both short.
+                split = (stacked and gap < 0.15 * tall and max(a[3], b[3]) <= 0.75 * ref
+                         and merged_h <= 1.25 * ref)
+                if ((piece and (stacked or contained or bar or halves or frag)) or split) \
+                        and merged_h < min(2.2 * tall, cap) and merged_w < 1.5 * merged_h:
                     x0, y0 = min(ax0, bx0), min(ay0, by0)
                     boxes[i] = [x0, y0, max(ax1, bx1) - x0, max(ay1, by1) - y0]
                     del boxes[j]
@@ -271,6 +278,8 @@ def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tu
             continue
         if touches and fill > 0.6:
             continue
+        if _edge_steepness(ink[y : y + bh, x : x + bw], region) < cfg.min_edge:
+            continue  # a shadow's tip or a smudge: ink with no edges
         crop = _crop(ink, mask, (x, y, bw, bh), min_peak=0.0)
         if crop is None:
             continue
@@ -278,6 +287,19 @@ def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tu
         if len(cands) >= cfg.max_digits:
             break
     return cands, scale
+
+
+def _edge_steepness(ink: np.ndarray, mask: np.ndarray) -> float:
+    """How steeply the ink rises at its edges: the 90th percentile of its gradient over the kept
+    pixels, in ink units (0-1) per working pixel. A pen stroke rises within a pixel or two, even
+    blurred and faint (0.025 and up on 11,000 synthetic digits, 0.06 typical); the soft edge of a
+    phone's shadow spreads over tens of pixels (0.009-0.019), though it is as dark as pencil."""
+    keep = mask > 0
+    if not keep.any():
+        return 0.0
+    win = ink.astype(np.float32)
+    g = cv2.magnitude(cv2.Sobel(win, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(win, cv2.CV_32F, 0, 1, ksize=3))
+    return float(np.percentile(g[keep], 90)) / (8.0 * 255.0)  # Sobel's 3x3 kernel sums to 8
 
 
 def _crop(ink: np.ndarray, mask: np.ndarray, box, min_peak: float = 0.0) -> np.ndarray | None:

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from edge import contract
 from edge.__main__ import main as edge_main
-from edge.detect import DetectConfig, Digit, Reader, Reading, find_candidates, group_lines
+from edge.detect import (DetectConfig, Digit, Reader, Reading, _edge_steepness, _merge_pieces, find_candidates,
+                         group_lines)
 from edge.runtime import Model
 from edge.synthetic import FrameMaker, iou, load_test_digits, score
 from edge.track import Smoother
@@ -106,6 +107,48 @@ def test_paper_edge_and_shadow_are_not_digits(int8_model):
         p = tuple(int(v) for v in np.random.default_rng(_).integers(80, 460, 2))
         cv2.circle(img, p, 1, (90, 90, 90), -1)
     assert Reader(int8_model).read(img).digits == []
+
+
+def _sheet_2026(test_digits, size=(480, 640)):
+    x, y = test_digits
+    picks = [int(np.flatnonzero(y == d)[k]) for d, k in ((2, 0), (0, 0), (2, 1), (6, 0))]
+    sheet = np.full((*size, 3), 225, np.uint8)
+    for k, i in enumerate(picks):
+        digit = cv2.resize(x[i], (90, 90), interpolation=cv2.INTER_CUBIC)
+        region = sheet[300:390, 60 + k * 100 : 150 + k * 100]
+        region[:] = np.minimum(region, (255 - digit)[..., None])
+    return sheet, "".join(str(int(y[i])) for i in picks)
+
+
+def test_a_soft_shadow_tip_is_not_a_digit(test_digits, int8_model):
+    sheet, text = _sheet_2026(test_digits)
+    # The phone's shadow: a long soft ellipse whose tip ends on the open paper above the digits.
+    shade = np.zeros(sheet.shape[:2], np.float32)
+    cv2.ellipse(shade, (640, 150), (300, 60), 0, 0, 360, 1.0, -1)
+    shade = cv2.GaussianBlur(shade, (0, 0), 10)
+    img = (sheet * (1 - 0.45 * shade[..., None])).astype(np.uint8)
+    loose = Reader(int8_model, DetectConfig(min_confidence=0.0, min_edge=0.0)).read(img)
+    assert len(loose.digits) > 4  # without the edge test, the tip is a candidate...
+    assert Reader(int8_model, DetectConfig(min_confidence=0.0)).read(img).text == text  # ...with it, not
+
+
+def test_edge_steepness_tells_strokes_from_shadows():
+    stroke = np.zeros((60, 60), np.uint8)
+    cv2.line(stroke, (10, 50), (50, 10), 150, 3)
+    faint = cv2.GaussianBlur(stroke // 2, (0, 0), 1.3)  # a faint, blurred pencil line
+    shadow = cv2.GaussianBlur(np.pad(np.full((20, 20), 90, np.uint8), 20), (0, 0), 10)
+    for img, is_stroke in ((stroke, True), (faint, True), (shadow, False)):
+        steep = _edge_steepness(img, (img > 30).astype(np.uint8))
+        assert (steep >= DetectConfig.min_edge) == is_stroke, steep
+
+
+def test_a_digit_broken_in_two_stacked_halves_is_one_digit_but_two_lines_are_not():
+    row = [[0, 0, 20, 40], [30, 0, 22, 40], [90, 0, 20, 40]]
+    halves = [[60, 0, 18, 19], [61, 21, 17, 19]]  # a 5's top and bowl, between whole digits
+    merged = _merge_pieces(row + halves)
+    assert len(merged) == 4 and [60, 0, 18, 40] in merged
+    two_lines = row + [[0, 44, 20, 40], [30, 45, 22, 40]]  # cramped lines: digits nearly touch
+    assert len(_merge_pieces(two_lines)) == 5
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
