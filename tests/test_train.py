@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 pytest.importorskip("tensorflow")
@@ -50,3 +51,24 @@ def test_help_shows_defaults(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "default: edge" in out and "--fast" in out
+
+
+def test_detector_crops_are_labelled_contract_images_and_seeded(mnist):
+    from train.crops import detector_crops
+
+    (x, y), _ = mnist
+    x, y = x[:2000], y[:2000]
+    cx, cy = detector_crops(x, y, 40, seed=5, workers=1)
+    assert cx.shape == (40, 28, 28) and cx.dtype == np.uint8 and cy.shape == (40,)
+    assert set(cy.tolist()) <= set(range(10)) and len(set(cy.tolist())) >= 5
+    for c in cx:  # each crop went through the preprocessing contract: a 20-px box
+        ys, xs = np.nonzero(c)
+        assert max(np.ptp(ys), np.ptp(xs)) + 1 == 20
+    again_x, again_y = detector_crops(x, y, 40, seed=5, workers=1)
+    assert np.array_equal(cx, again_x) and np.array_equal(cy, again_y)
+
+
+def test_negative_detector_crops_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["--detector-crops", "-1"])
+    assert "--detector-crops must be 0 or more" in capsys.readouterr().err

@@ -36,6 +36,7 @@ class TrainConfig:
     val_size: int = 5000
     patience: int = 5
     threads: int = 0  # 0: all cores
+    detector_crops: int = 0  # extra training images cut by the edge detector (train.crops)
 
 
 @dataclass
@@ -196,6 +197,16 @@ def run(cfg: TrainConfig) -> TrainResult:
             keep = mnist.stratified_sample(y_val, 1000, seed=cfg.seed)
             x_val, y_val = x_val[keep], y_val[keep]
         st.note = f"train {len(x_train)}, val {len(x_val)}, test {len(sp.x_test)}"
+
+    if cfg.detector_crops:
+        from .crops import detector_crops
+
+        with _Stage("crops") as st:
+            # Only training digits go into the frames; validation and test digits stay unseen.
+            x_crops, y_crops = detector_crops(x_train, y_train, cfg.detector_crops, seed=cfg.seed)
+            x_train = np.concatenate([x_train, x_crops])
+            y_train = np.concatenate([y_train, y_crops])
+            st.note = f"{len(x_crops)} detector crops of training digits added"
 
     model = models.build(cfg.model)
     steps = len(x_train) // batch
