@@ -294,12 +294,12 @@ def _edge_steepness(ink: np.ndarray, mask: np.ndarray) -> float:
     pixels, in ink units (0-1) per working pixel. A pen stroke rises within a pixel or two, even
     blurred and faint (0.025 and up on 11,000 synthetic digits, 0.06 typical); the soft edge of a
     phone's shadow spreads over tens of pixels (0.009-0.019), though it is as dark as pencil."""
-    keep = mask > 0
-    if not keep.any():
+    g = cv2.magnitude(cv2.Sobel(ink, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(ink, cv2.CV_32F, 0, 1, ksize=3))
+    vals = g[mask > 0]
+    if vals.size == 0:
         return 0.0
-    win = ink.astype(np.float32)
-    g = cv2.magnitude(cv2.Sobel(win, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(win, cv2.CV_32F, 0, 1, ksize=3))
-    return float(np.percentile(g[keep], 90)) / (8.0 * 255.0)  # Sobel's 3x3 kernel sums to 8
+    k = int(0.9 * (vals.size - 1))
+    return float(np.partition(vals, k)[k]) / (8.0 * 255.0)  # Sobel's 3x3 kernel sums to 8
 
 
 def _crop(ink: np.ndarray, mask: np.ndarray, box, min_peak: float = 0.0) -> np.ndarray | None:
