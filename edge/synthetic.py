@@ -203,6 +203,19 @@ class FrameMaker:
         return Frame(img, truths)
 
 
+def best_match(box, boxes, used=()) -> int | None:
+    """Index of the box in ``boxes`` that overlaps ``box`` most (IoU >= 0.5), skipping indices in
+    ``used``; None when none does. How a drawn digit is paired with what the detector found."""
+    best, best_iou = None, 0.5
+    for j, b in enumerate(boxes):
+        if j in used:
+            continue
+        v = iou(box, b)
+        if v >= best_iou:
+            best, best_iou = j, v
+    return best
+
+
 def score(frames_and_readings) -> dict:
     """Detection recall, digit accuracy and exact-text rate over (Frame, Reading) pairs."""
     n_true = n_found = n_right = 0
@@ -210,19 +223,14 @@ def score(frames_and_readings) -> dict:
     false_pos = 0
     for frame, reading in frames_and_readings:
         used = set()
+        ds = reading.digits + reading.rejected
+        boxes = [d.box for d in ds]
         for t in frame.digits:
             n_true += 1
-            best, best_iou = None, 0.5
-            for j, d in enumerate(reading.digits + reading.rejected):
-                if j in used:
-                    continue
-                v = iou(t.box, d.box)
-                if v >= best_iou:
-                    best, best_iou = j, v
+            best = best_match(t.box, boxes, used)
             if best is not None:
                 used.add(best)
                 n_found += 1
-                ds = reading.digits + reading.rejected
                 n_right += int(best < len(reading.digits) and ds[best].label == t.label)
         false_pos += len([j for j in range(len(reading.digits)) if j not in used])
         if len(frame.digits) > 1:

@@ -29,8 +29,8 @@ def _init(images: np.ndarray, labels: np.ndarray) -> None:
 def _chunk(args) -> tuple[np.ndarray, np.ndarray]:
     frames, seed = args
     images, labels = _POOL
-    from edge.detect import find_candidates, iou
-    from edge.synthetic import FrameMaker
+    from edge.detect import find_candidates
+    from edge.synthetic import FrameMaker, best_match
 
     maker = FrameMaker(images, labels, seed=seed)
     xs, ys = [], []
@@ -39,11 +39,7 @@ def _chunk(args) -> tuple[np.ndarray, np.ndarray]:
         cands, scale = find_candidates(frame.image)
         boxes = [tuple(round(v / scale) for v in c.box) for c in cands]
         for t in frame.digits:
-            best, best_iou = None, 0.5
-            for j, b in enumerate(boxes):
-                v = iou(t.box, b)
-                if v >= best_iou:
-                    best, best_iou = j, v
+            best = best_match(t.box, boxes)
             if best is not None:
                 xs.append(cands[best].crop)
                 ys.append(t.label)
