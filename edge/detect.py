@@ -165,8 +165,9 @@ def _merge_pieces(boxes: list[list[int]]) -> list[list[int]]:
                 merged_w, merged_h = max(ax1, bx1) - min(ax0, bx0), max(ay1, by1) - min(ay0, by0)
                 # Two halves of one broken digit: together they are no taller than a digit and
                 # narrow as one; two digits side by side are wide, two lines are too tall.
+                # A speck is no half.
                 halves = (xover > 0.2 * min(a[2], b[2]) and gap < 0.3 * tall and merged_h < 1.9 * tall
-                          and merged_w < 0.9 * merged_h)
+                          and merged_w < 0.9 * merged_h and min(a[3], b[3]) >= 0.3 * tall)
                 # A short stroke fragment (a broken-off end) right next to a digit's body.
                 dx = max(0, max(ax0, bx0) - min(ax1, bx1))
                 frag = (small[3] < 0.45 * big[3] and small[2] * small[3] < 0.2 * big[2] * big[3]
@@ -176,7 +177,11 @@ def _merge_pieces(boxes: list[list[int]]) -> list[list[int]]:
                 # Two digits on adjacent lines are each a digit tall, so they are never both short.
                 split = (stacked and gap < 0.15 * tall and max(a[3], b[3]) <= 0.75 * ref
                          and merged_h <= 1.25 * ref)
-                if ((piece and (stacked or contained or bar or halves or frag)) or split) \
+                # Two fragments of one faint digit (a 5's bar and part of its bowl): neither is a
+                # digit's height, they are close, and together they fit in one digit's box.
+                frags = (max(a[3], b[3]) <= 0.75 * ref and merged_h <= 1.25 * ref and merged_w <= 1.2 * ref
+                         and max(dx, gap) <= 0.3 * ref)
+                if ((piece and (stacked or contained or bar or halves or frag)) or split or frags) \
                         and merged_h < min(2.2 * tall, cap) and merged_w < 1.5 * merged_h:
                     x0, y0 = min(ax0, bx0), min(ay0, by0)
                     boxes[i] = [x0, y0, max(ax1, bx1) - x0, max(ay1, by1) - y0]
@@ -188,7 +193,7 @@ def _merge_pieces(boxes: list[list[int]]) -> list[list[int]]:
     return boxes
 
 
-GROW = 2  # weak ink counts within this many working pixels of strong ink
+GROW = 3  # weak ink counts within this many working pixels of strong ink
 STROKE = 0.1  # MNIST's stroke width as a fraction of the digit's longest side
 
 
@@ -216,10 +221,10 @@ def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tu
     if min(h, w) < 8:
         return [], scale
     ink = ink_map(gray)
-    # Strong ink: the configured level, or lower on a faint frame (pencil, a dim room): half of
-    # what its darkest strokes reach, but never down into the weak-ink band.
+    # Strong ink: the configured level, or lower on a faint frame (pencil, a dim room, a thin
+    # pen): under half of what its darkest strokes reach, but never down into the weak-ink band.
     top = float(np.percentile(ink[:: 4, :: 4], 99.9)) / 255.0
-    high = float(np.clip(0.55 * top, cfg.ink_low + 0.05, cfg.ink_high))
+    high = float(np.clip(0.45 * top, cfg.ink_low + 0.05, cfg.ink_high))
     strong_px = (ink >= int(high * 255)).astype(np.uint8)
     # Weak ink counts only near strong ink: the faint edge of a stroke, not the paper
     # grain or shadow edge that happens to touch it further away.
@@ -274,7 +279,9 @@ def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tu
         touches = x <= 1 or y <= 1 or x + bw >= w - 1 or y + bh >= h - 1
         region = mask[y : y + bh, x : x + bw]
         fill = np.count_nonzero(region) / float(bw * bh)
-        if fill > (0.9 if aspect < 0.45 else 0.86):  # solid blobs: a finger, a pen cap (a marker "1" is fine)
+        # Solid blobs (a finger, a pen cap) are not digits; but a narrow solid bar is what a straight
+        # "1" is (its box is all ink), so bars narrower than 0.3 of their height are kept.
+        if aspect >= 0.3 and fill > (0.9 if aspect < 0.45 else 0.86):
             continue
         if touches and fill > 0.6:
             continue

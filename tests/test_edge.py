@@ -151,6 +151,29 @@ def test_a_digit_broken_in_two_stacked_halves_is_one_digit_but_two_lines_are_not
     assert len(_merge_pieces(two_lines)) == 5
 
 
+
+def test_fragments_of_a_faint_digit_are_one_digit_but_a_speck_is_no_half():
+    row = [[0, 250, 30, 40], [45, 251, 28, 39], [140, 250, 30, 41]]
+    # A faint 5 of which only the bar and the lower bowl survived the threshold (synthetic seed 5).
+    bar, bowl = [95, 252, 36, 12], [86, 271, 12, 22]
+    merged = _merge_pieces(row + [bar, bowl])
+    assert len(merged) == 4 and [86, 252, 45, 41] in merged
+    # Two whole digits on adjacent lines with a speck of paper grain between them: the speck must
+    # not join them into one block (it did, and the block swallowed both lines).
+    block = [[161, 271, 27, 43], [195, 273, 28, 35], [228, 274, 36, 42], [271, 276, 16, 42],
+             [126, 327, 38, 41], [175, 326, 20, 35], [205, 330, 30, 31], [235, 328, 5, 6]]
+    merged = _merge_pieces(block)
+    assert max(b[3] for b in merged) < 50 and len(merged) >= 7
+
+
+def test_a_straight_marker_one_fills_its_box_and_is_still_read(test_digits, int8_model):
+    sheet, text = _sheet_2026(test_digits)
+    # A "1" drawn as one straight marker stroke: its box is nearly all ink, unlike a 2 or a 6.
+    cv2.line(sheet, (505, 304), (505, 384), (30, 30, 30), 9)
+    reading = Reader(int8_model, DetectConfig(min_confidence=0.0)).read(sheet)
+    assert reading.text == text + "1"
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     h=st.integers(1, 300),
