@@ -164,8 +164,8 @@ def _merge_pieces(boxes: list[list[int]]) -> list[list[int]]:
                 piece = small[2] * small[3] < 0.8 * big[2] * big[3] and small[3] < 0.8 * big[3]
                 merged_w, merged_h = max(ax1, bx1) - min(ax0, bx0), max(ay1, by1) - min(ay0, by0)
                 # Two halves of one broken digit: together they are no taller than a digit and
-                # narrow as one; two digits side by side are wide, two lines are too tall.
-                # A speck is no half.
+                # narrow as one; two digits side by side are wide, two lines are too tall. A speck
+                # is no half (one speck between two lines once chained them into one block).
                 halves = (xover > 0.2 * min(a[2], b[2]) and gap < 0.3 * tall and merged_h < 1.9 * tall
                           and merged_w < 0.9 * merged_h and min(a[3], b[3]) >= 0.3 * tall)
                 # A short stroke fragment (a broken-off end) right next to a digit's body.
