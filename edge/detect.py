@@ -9,14 +9,16 @@ The pipeline, each step chosen for real photos of digits on paper:
    *relative* darkness ``(paper - pixel) / paper``. That one ratio is what
    makes white, beige, grey, blue and green paper, a phone's shadow and
    uneven light look the same.
-2. **Hysteresis threshold.** Weak ink pixels are kept only within a couple
-   of pixels of strong ones: the faint edges of thin ballpoint strokes
+2. **Hysteresis threshold.** Weak ink pixels are kept only within a few
+   pixels (``GROW``) of strong ones: the faint edges of thin ballpoint strokes
    survive; paper grain, JPEG noise and shadow edges next to a stroke do not.
 3. **Grouping.** Each connected piece of ink is a candidate; pieces that sit
-   above one another (the bar of a 5, a 4 drawn in two strokes) are merged
-   by their layout, never by dilating everything (that glues neighbours);
+   above one another (the bar of a 5, a 4 drawn in two strokes), halves of a
+   broken digit and the surviving fragments of a faint one are merged by
+   their layout, never by dilating everything (that glues neighbours);
    specks, long lines, border-touching bands (paper edges, shadow bands, the
-   table) and solid blobs are dropped by size, aspect and ink ratio.
+   table) and solid blobs are dropped by size, aspect and ink ratio (a
+   narrow solid bar stays: that is a straight "1").
 4. **Crops.** Each digit's own ink (not its neighbours'), with its stroke
    width brought to MNIST's (about a tenth of the digit's longest side) so a thin
    pen and a thick marker look alike, goes through the one preprocessing
