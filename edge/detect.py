@@ -235,6 +235,22 @@ def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tu
     n, labels, stats = _components(low)
     if n <= 1:
         return [], scale
+    # Ruled or squared paper: its lines join every digit they cross into one frame-wide piece,
+    # which would be dropped whole. Only then (a piece over half the frame wide or tall, mostly
+    # empty, and mostly away from the frame's border: the L of a table edge along two sides is
+    # not ruling) are the lines taken out and the components found again.
+    sw, sh = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
+    giant = ((sw > 0.5 * w) | (sh > 0.5 * h)) & (stats[:, cv2.CC_STAT_AREA] < 0.5 * sw * sh)
+    giant[0] = False
+    if giant.any():
+        b = max(2, int(0.06 * min(h, w)))
+        inner = np.bincount(labels[b:-b:4, b:-b:4].ravel(), minlength=n)
+        giant &= inner * 16 > 0.5 * stats[:, cv2.CC_STAT_AREA]
+    if giant.any():
+        low = np.ascontiguousarray(_remove_rules(np.ascontiguousarray(_remove_rules(low).T)).T)
+        n, labels, stats = _components(low)
+        if n <= 1:
+            return [], scale
     strong = np.bincount(labels[strong_px > 0], minlength=n) > 0
     strong[0] = False
     short = min(h, w)
@@ -269,8 +285,12 @@ def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tu
         sub[labels[y0 : y0 + hh, x0 : x0 + ww] == i] = 0
     # Components are not dilated together (that glued neighbouring digits); the
     # pieces of one digit are merged by _merge_pieces, from their layout.
-    boxes = [[int(cx[i]), int(cy[i]), int(cw[i]), int(ch[i])] for i in np.flatnonzero(keep)]
-    boxes = _merge_pieces(boxes)
+    kept = np.flatnonzero(keep)
+    if kept.size > 2 * cfg.max_digits:
+        # Hundreds of pieces (the broken lines of squared paper): merging compares every pair,
+        # ~0.3 s for 470 pieces, so only the largest are digits' pieces worth merging.
+        kept = kept[np.argsort(-(cw[kept] * ch[kept]), kind="stable")[: 2 * cfg.max_digits]]
+    boxes = _merge_pieces([[int(cx[i]), int(cy[i]), int(cw[i]), int(ch[i])] for i in kept])
     cands = []
     for x, y, bw, bh in boxes:
         if bh < min_h or bh > cfg.max_height_frac * h:
@@ -299,6 +319,39 @@ def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tu
         if len(cands) >= cfg.max_digits:
             break
     return cands, scale
+
+
+def _remove_rules(binary: np.ndarray) -> np.ndarray:
+    """The binary ink without its long thin horizontal lines (a ruled sheet's rules), and with the
+    strokes those lines crossed bridged again. Call it on the transpose for vertical lines.
+
+    A rule is a thin line of ink at least a quarter of the frame long; a digit's strokes are
+    shorter, and a close-up digit's long stroke is thicker than a rule, so both stay."""
+    h, w = binary.shape
+    if w < 40:
+        return binary
+    thick_max = max(3, int(round(0.012 * max(h, w))))  # a rule's thickness at this size
+    # Rules are short horizontal runs (a short run tolerates a few degrees of tilt once the ink
+    # is thickened by a pixel up and down)...
+    runs = cv2.morphologyEx(cv2.dilate(binary, np.ones((3, 1), np.uint8)), cv2.MORPH_OPEN,
+                            np.ones((1, max(12, w // 16)), np.uint8))
+    if not runs.any():
+        return binary
+    # ...that join into a line a quarter of the frame long...
+    n, labels, stats = _components(runs)
+    long = stats[:, cv2.CC_STAT_WIDTH] >= w // 4
+    long[0] = False
+    if not long.any():
+        return binary
+    runs = long[labels].astype(np.uint8)
+    # ...except where the ink is thicker than a rule: a digit's stroke crossing or lying on it.
+    thick = cv2.morphologyEx(runs, cv2.MORPH_OPEN, np.ones((thick_max + 3, 1), np.uint8))
+    rules = cv2.dilate(runs & ~cv2.dilate(thick, np.ones((3, 3), np.uint8)), np.ones((3, 1), np.uint8)) & binary
+    out = binary & ~rules
+    # A stroke that crossed a rule is cut where the rule was: close the cut, only there, only
+    # where there is ink on both sides (a rule with nothing crossing it stays empty).
+    bridged = cv2.morphologyEx(out, cv2.MORPH_CLOSE, np.ones((thick_max + 4, 1), np.uint8))
+    return out | (bridged & cv2.dilate(rules, np.ones((3, 1), np.uint8)))
 
 
 def _edge_steepness(ink: np.ndarray, mask: np.ndarray) -> float:

@@ -132,6 +132,41 @@ def test_a_soft_shadow_tip_is_not_a_digit(test_digits, int8_model):
     assert Reader(int8_model, DetectConfig(min_confidence=0.0)).read(img).text == text  # ...with it, not
 
 
+@pytest.mark.parametrize("tilt", [0, 2])
+def test_digits_written_across_ruled_lines_are_read(test_digits, int8_model, tilt):
+    sheet, text = _sheet_2026(test_digits)
+    # A notebook page: dark blue rules every 36 px (two of them cross the digits) and a red margin.
+    lines = np.full_like(sheet, 255)
+    for y in range(40, 480, 36):
+        cv2.line(lines, (0, y), (640, y), (170, 120, 60), 2)
+    cv2.line(lines, (40, 0), (40, 480), (60, 60, 200), 2)
+    page = (sheet.astype(np.float32) * lines / 255).astype(np.uint8)
+    page = cv2.warpAffine(page, cv2.getRotationMatrix2D((320, 240), tilt, 1.0), (640, 480),
+                          borderMode=cv2.BORDER_REPLICATE)
+    # The rules join every digit they cross into one page-wide piece; they must be taken out.
+    assert Reader(int8_model).read(page).text == text
+
+
+def test_hundreds_of_pieces_are_capped_before_merging(test_digits, monkeypatch):
+    import edge.detect as detect
+
+    sheet, _ = _sheet_2026(test_digits)
+    # Faint squared paper: its thin lines break into hundreds of short pieces. Merging compares
+    # every pair of pieces (it took 0.3 s on this page), so only the largest are merged.
+    lines = np.full_like(sheet, 255)
+    for v in range(0, 640, 24):
+        cv2.line(lines, (v, 0), (v, 480), (190, 190, 160), 1)
+        cv2.line(lines, (0, v), (640, v), (190, 190, 160), 1)
+    page = (sheet.astype(np.float32) * lines / 255).astype(np.uint8)
+    seen = []
+    merge = detect._merge_pieces
+    monkeypatch.setattr(detect, "_merge_pieces", lambda boxes: seen.append(len(boxes)) or merge(boxes))
+    cfg = DetectConfig()
+    cands, _ = find_candidates(page, cfg)
+    assert seen and seen[0] <= 2 * cfg.max_digits
+    assert len(cands) >= 4  # the digits are among the largest pieces
+
+
 def test_edge_steepness_tells_strokes_from_shadows():
     stroke = np.zeros((60, 60), np.uint8)
     cv2.line(stroke, (10, 50), (50, 10), 150, 3)
