@@ -47,7 +47,7 @@ def load_model(model: str | None, artifacts: str, threads: int | None = None, ru
 
 
 def _detect_config(args) -> DetectConfig:
-    return DetectConfig(min_confidence=args.min_confidence)
+    return DetectConfig(min_confidence=args.min_confidence, recheck_below=args.recheck_below)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -56,6 +56,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--artifacts", default=DEFAULT_ARTIFACTS, metavar="DIR", help="where manifest.json is")
     p.add_argument("--min-confidence", type=float, default=DetectConfig.min_confidence,
                    help="candidates the model is less sure of are reported as rejected, not as digits")
+    p.add_argument("--recheck-below", type=float, default=DetectConfig.recheck_below, metavar="CONF",
+                   help="a candidate read with less confidence is cut again at four other stroke widths and "
+                        "the five readings averaged (0: never)")
     p.add_argument("--threads", type=int, default=1, help="interpreter threads")
 
 

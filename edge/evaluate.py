@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", default="640x480", help="frame size WxH")
     p.add_argument("--data", default=None, help="MNIST folder (default: $MNIST_DIR)")
     p.add_argument("--min-confidence", type=float, default=DetectConfig.min_confidence)
+    p.add_argument("--recheck-below", type=float, default=DetectConfig.recheck_below)
     args = p.parse_args(argv)
     digits = load_test_digits(args.data)
     if digits is None:
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     w, h = (int(v) for v in args.size.lower().split("x"))
     maker = FrameMaker(*digits, seed=args.seed, size=(w, h))
-    reader = Reader(model, DetectConfig(min_confidence=args.min_confidence))
+    reader = Reader(model, DetectConfig(min_confidence=args.min_confidence, recheck_below=args.recheck_below))
     pairs = []
     for _ in range(args.frames):
         f = maker.make()

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from edge import contract
 from edge.__main__ import main as edge_main
 from edge.detect import (DetectConfig, Digit, Reader, Reading, _edge_steepness, _merge_pieces, find_candidates,
-                         group_lines)
+                         group_lines, recrops)
 from edge.runtime import Model
 from edge.synthetic import FrameMaker, iou, load_test_digits, score
 from edge.track import Smoother
@@ -79,6 +79,25 @@ def test_a_sheet_reading_2026_reads_2026(test_digits, int8_model):
     assert len(reading.digits) == 4
     assert [d.box[0] for d in reading.digits] == sorted(d.box[0] for d in reading.digits)
     assert reading.text == "".join(str(int(y[i])) for i in picks)
+
+
+def test_an_unsure_candidate_is_cut_again_at_other_stroke_widths_and_the_readings_averaged(test_digits, int8_model):
+    frames = [FrameMaker(*test_digits, seed=11).make(5) for _ in range(3)]
+    cands = [c for f in frames for c in find_candidates(f.image)[0]]
+    assert len(cands) >= 10
+    thin, thick = zip(*((int(recrops(c)[0].sum()), int(recrops(c)[-1].sum())) for c in cands))
+    assert all(a <= b for a, b in zip(thin, thick)) and sum(a < b for a, b in zip(thin, thick)) >= len(cands) // 2
+    image = frames[0].image
+    once = Reader(int8_model, DetectConfig(min_confidence=0.0, recheck_below=0.0)).read(image)
+    always = Reader(int8_model, DetectConfig(min_confidence=0.0, recheck_below=1.01)).read(image)
+    cands, _ = find_candidates(image)
+    first = int8_model.predict_uint8(np.stack([c.crop for c in cands]))
+    again = np.stack([int8_model.predict_uint8(np.stack(recrops(c))).sum(axis=0) for c in cands])
+    by_box = lambda r: sorted((d.box, tuple(np.round(d.probs, 5))) for d in r.digits)  # noqa: E731
+    scale = find_candidates(image)[1]
+    boxes = [tuple(int(round(v / scale)) for v in c.box) for c in cands]
+    assert by_box(once) == sorted(zip(boxes, (tuple(np.round(p, 5)) for p in first)))
+    assert by_box(always) == sorted(zip(boxes, (tuple(np.round(p, 5)) for p in (first + again) / 5)))
 
 
 def test_group_lines_orders_lines_then_left_to_right():
