@@ -187,15 +187,23 @@ class Model:
         if self.batch == 0:
             return self.decode(self.invoke(q))
         n = len(q)
-        out = np.empty((n, self.output.shape[-1]), np.float32)
+        raw = None  # raw outputs of all batches, decoded once at the end (not once per crop)
         step = self.batch
         for i in range(0, n - n % step, step):
-            out[i : i + step] = self.decode(self.invoke(q[i : i + step]))
+            y = self.invoke(q[i : i + step])
+            if raw is None:
+                raw = np.empty((n,) + y.shape[1:], y.dtype)
+            raw[i : i + step] = y
         if n % step:  # pad the last partial batch
             pad = np.zeros((step,) + q.shape[1:], q.dtype)
             pad[: n % step] = q[n - n % step :]
-            out[n - n % step :] = self.decode(self.invoke(pad))[: n % step]
-        return out
+            y = self.invoke(pad)
+            if raw is None:
+                raw = np.empty((n,) + y.shape[1:], y.dtype)
+            raw[n - n % step :] = y[: n % step]
+        if raw is None:
+            return np.empty((0, self.output.shape[-1]), np.float32)
+        return self.decode(raw)
 
     def predict_uint8(self, images: np.ndarray) -> np.ndarray:
         """uint8 (N, 28, 28) contract images -> (N, 10) probabilities."""
