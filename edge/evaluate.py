@@ -15,7 +15,7 @@ import sys
 from .__main__ import load_model
 from .detect import DetectConfig, Reader
 from .runtime import ModelError
-from .synthetic import FrameMaker, load_test_digits, score
+from .synthetic import STYLES, FrameMaker, load_test_digits, score
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,11 +26,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=250, help="frames to render (1-10 digits each)")
     p.add_argument("--seed", type=int, default=2026, help="seed of the frames")
     p.add_argument("--size", default="640x480", help="frame size WxH")
+    p.add_argument("--style", choices=STYLES, default="mnist",
+                   help="digits: MNIST test digits as ink, or pen strokes drawn by edge.pen (not MNIST: an "
+                   "out-of-distribution check, needs no MNIST)")
+    p.add_argument("--touching", type=float, default=0.0, metavar="P",
+                   help="chance that a digit is written touching (or nearly) the next one in its line")
     p.add_argument("--data", default=None, help="MNIST folder (default: $MNIST_DIR)")
     p.add_argument("--min-confidence", type=float, default=DetectConfig.min_confidence)
     p.add_argument("--recheck-below", type=float, default=DetectConfig.recheck_below)
     args = p.parse_args(argv)
-    digits = load_test_digits(args.data)
+    digits = load_test_digits(args.data) if args.style == "mnist" else (None, None)
     if digits is None:
         print("error: MNIST test digits not found; set MNIST_DIR or pass --data DIR", file=sys.stderr)
         return 2
@@ -40,13 +45,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     w, h = (int(v) for v in args.size.lower().split("x"))
-    maker = FrameMaker(*digits, seed=args.seed, size=(w, h))
+    maker = FrameMaker(*digits, seed=args.seed, size=(w, h), style=args.style, touching=args.touching)
     reader = Reader(model, DetectConfig(min_confidence=args.min_confidence, recheck_below=args.recheck_below))
     pairs = []
     for _ in range(args.frames):
         f = maker.make()
         pairs.append((f, reader.read(f.image)))
-    result = {"model": str(model.path), "frames": args.frames, "seed": args.seed, "size": args.size, **score(pairs)}
+    result = {"model": str(model.path), "frames": args.frames, "seed": args.seed, "size": args.size,
+              "style": args.style, "touching": args.touching, **score(pairs)}
     print(json.dumps(result, indent=1))
     return 0
 

@@ -20,6 +20,10 @@ import cv2
 import numpy as np
 
 from .detect import iou
+from .pen import pen_digit
+
+# "mnist": MNIST test digits as ink; "pen": digits drawn as pen strokes (edge.pen), not MNIST.
+STYLES = ("mnist", "pen")
 
 PAPERS = {  # BGR
     "white": (236, 238, 240),
@@ -89,7 +93,14 @@ class FrameMaker:
     """Seeded generator of synthetic frames from a pool of 28x28 digits."""
 
     def __init__(self, digits: np.ndarray | None = None, labels: np.ndarray | None = None, *,
-                 seed: int = 0, size: tuple[int, int] = (640, 480)):
+                 seed: int = 0, size: tuple[int, int] = (640, 480), style: str = "mnist",
+                 touching: float = 0.0):
+        if style not in STYLES:
+            raise ValueError(f"unknown digit style {style!r}; expected one of {', '.join(STYLES)}")
+        self.style = style
+        self.touching = touching  # chance that a digit is written touching (or nearly) the next one
+        if digits is None and style == "pen":
+            digits, labels = np.zeros((10, 28, 28), np.uint8), np.arange(10, dtype=np.uint8)  # labels only
         if digits is None:
             loaded = load_test_digits()
             digits, labels = loaded if loaded is not None else font_digits()
@@ -141,8 +152,16 @@ class FrameMaker:
         y = rng.uniform(0.08 * H, max(0.08 * H + 1, H - total_h - 0.05 * H))
         for li, count in enumerate(per_line):
             pick = rng.integers(len(self.digits), size=count)
-            patches = [self._digit_alpha(self.digits[i], int(dh * rng.uniform(0.85, 1.1))) for i in pick]
+            if self.style == "pen":  # one pen per frame: a ballpoint (2-5% of the height) or a marker (5-12%)
+                if li == 0:
+                    pen = dh * (rng.uniform(0.02, 0.05) if rng.random() < 0.5 else rng.uniform(0.05, 0.12))
+                patches = [_trim(pen_digit(int(self.labels[i]), int(dh * rng.uniform(0.85, 1.1)), rng, pen))
+                           for i in pick]
+            else:
+                patches = [self._digit_alpha(self.digits[i], int(dh * rng.uniform(0.85, 1.1))) for i in pick]
             gaps = [int(dh * rng.uniform(0.18, 0.45)) for _ in range(count - 1)]
+            if self.touching:  # (drawn only when asked: the default frames stay as they were)
+                gaps = [int(-dh * rng.uniform(0.0, 0.04)) if rng.random() < self.touching else g for g in gaps]
             width = sum(p.shape[1] for p in patches) + sum(gaps)
             x = rng.uniform(0.04 * W, max(0.04 * W + 1, W - width - 0.04 * W))
             for k, (i, patch) in enumerate(zip(pick, patches)):
@@ -201,6 +220,12 @@ class FrameMaker:
         ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(45, 95))])
         img = cv2.imdecode(enc, cv2.IMREAD_COLOR)
         return Frame(img, truths)
+
+
+def _trim(alpha: np.ndarray) -> np.ndarray:
+    """An ink patch cut to its ink's box."""
+    ys, xs = np.nonzero(alpha > 0.02)
+    return alpha[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] if ys.size else alpha
 
 
 def best_match(box, boxes, used=()) -> int | None:

@@ -65,6 +65,22 @@ def test_detection_recall_and_reading_order_on_synthetic_frames(test_digits, int
     assert s["recall"] >= 0.93 and s["accuracy_of_found"] >= 0.85
 
 
+def test_pen_drawn_digits_are_found_and_frames_are_seeded():
+    # Digits drawn as pen strokes (edge.pen), not MNIST: found as well as MNIST's, one box each.
+    frames = [FrameMaker(seed=3, style="pen").make() for _ in range(2)]
+    assert np.array_equal(frames[0].image, frames[1].image) and frames[0].text == frames[1].text
+    maker = FrameMaker(seed=4, style="pen")
+    found = total = 0
+    for f in (maker.make() for _ in range(20)):
+        cands, scale = find_candidates(f.image)
+        boxes = [tuple(int(round(v / scale)) for v in c.box) for c in cands]
+        total += len(f.digits)
+        found += sum(any(iou(t.box, b) >= 0.5 for b in boxes) for t in f.digits)
+    assert total > 60 and found / total >= 0.95
+    with pytest.raises(ValueError, match="unknown digit style"):
+        FrameMaker(seed=0, style="font")
+
+
 def test_a_sheet_reading_2026_reads_2026(test_digits, int8_model):
     x, y = test_digits
     # Four clear digits in a row, dark ink on white, as a person would write a year.
