@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .detect import DetectConfig, Reader
+from .detect import INK_KINDS, DetectConfig, Reader
 from .manifest import load_manifest
 from .runtime import Model, ModelError
 from .serve import ServeError
@@ -47,7 +47,7 @@ def load_model(model: str | None, artifacts: str, threads: int | None = None, ru
 
 
 def _detect_config(args) -> DetectConfig:
-    return DetectConfig(min_confidence=args.min_confidence, recheck_below=args.recheck_below)
+    return DetectConfig(min_confidence=args.min_confidence, recheck_below=args.recheck_below, ink=args.ink)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -59,6 +59,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recheck-below", type=float, default=DetectConfig.recheck_below, metavar="CONF",
                    help="a candidate read with less confidence is cut again at four other stroke widths and "
                         "the five readings averaged (0: never)")
+    p.add_argument("--ink", choices=INK_KINDS, default=DetectConfig.ink,
+                   help="dark ink on paper, light ink on a dark ground (chalk, white-on-black images), or auto: "
+                        "light only when the frame is a dark, even ground with thin light strokes")
     p.add_argument("--threads", type=int, default=1, help="interpreter threads")
 
 

@@ -44,6 +44,9 @@ import numpy as np
 from . import contract
 
 
+INK_KINDS = ("auto", "dark", "light")
+
+
 @dataclass(frozen=True)
 class DetectConfig:
     work_size: int = 960  # longest side the detector works at (bigger frames are shrunk)
@@ -59,6 +62,11 @@ class DetectConfig:
     # mislead it. On four runs (3,250 frames) this read 7 more frames exactly and none fewer.
     recheck_below: float = 0.6
     max_digits: int = 64
+    ink: str = "auto"  # "dark" ink on paper, "light" ink on a dark ground, or "auto": tell from the frame
+
+    def __post_init__(self):
+        if self.ink not in INK_KINDS:
+            raise ValueError(f"ink must be one of {', '.join(INK_KINDS)}, not {self.ink!r}")
 
 
 @dataclass
@@ -117,9 +125,11 @@ def recrops(cand: Candidate) -> list[np.ndarray]:
     return out
 
 
-def to_gray(frame: np.ndarray) -> np.ndarray:
-    """Any image (H,W), (H,W,1/3/4), any numeric dtype -> uint8 single channel for finding ink.
+def to_gray(frame: np.ndarray, light_ink: bool = False) -> np.ndarray:
+    """Any image (H,W), (H,W,1/3/4), any numeric dtype -> uint8 single channel where ink is dark.
 
+    ``light_ink``: the ink is lighter than its background (chalk on a board, a white-on-black
+    digit as MNIST stores them); the image is turned so that it reads as dark ink on paper.
     Raises ValueError if it is not an image."""
     a = np.asarray(frame)
     if a.ndim == 3 and a.shape[2] == 1:
@@ -136,11 +146,33 @@ def to_gray(frame: np.ndarray) -> np.ndarray:
         a = np.clip(a, 0, 255).astype(np.uint8)
     if a.ndim == 3:
         # The darkest channel, not luma: red ink on beige or blue ink on blue paper
-        # keeps its contrast there, and dark ink stays dark in every channel.
+        # keeps its contrast there, and dark ink stays dark in every channel (for light ink, the
+        # lightest channel, turned).
         # (extractChannel: half the time of cv2.split, which copies every channel, alpha too.)
         a = np.ascontiguousarray(a)
-        a = cv2.min(cv2.min(cv2.extractChannel(a, 0), cv2.extractChannel(a, 1)), cv2.extractChannel(a, 2))
+        pick = cv2.max if light_ink else cv2.min
+        a = pick(pick(cv2.extractChannel(a, 0), cv2.extractChannel(a, 1)), cv2.extractChannel(a, 2))
+        if light_ink:
+            a = cv2.bitwise_not(a)
+    elif light_ink:
+        a = cv2.bitwise_not(np.ascontiguousarray(a))
     return np.ascontiguousarray(a)
+
+
+def light_ink(gray: np.ndarray) -> bool:
+    """Whether a frame (``to_gray``'s output) holds light ink on a dark ground rather than dark ink
+    on paper: a dark, even ground (its median under 100, hardly anything darker than it) with a
+    thin tail of much lighter pixels. A dim photo of paper fails the test: its ink is a dark tail
+    under the paper's median."""
+    step = max(1, int(math.sqrt(gray.size / 10_000)))  # about 10,000 pixels are plenty
+    g = gray[::step, ::step]
+    hist = cv2.calcHist([np.ascontiguousarray(g)], [0], None, [256], [0, 256]).ravel()
+    cum = np.cumsum(hist) / max(1.0, float(g.size))
+    lo, med, hi = (int(np.searchsorted(cum, q)) for q in (0.005, 0.5, 0.995))
+    if med >= 100 or hi - med < 80:
+        return False
+    bright = 1.0 - cum[min(255, med + (hi - med) // 2)]
+    return med - lo < 0.25 * (hi - med) and bright < 0.4
 
 
 def ink_map(gray: np.ndarray, stroke_hint: float | None = None) -> np.ndarray:
@@ -246,6 +278,8 @@ def _components(binary: np.ndarray):
 def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tuple[list[Candidate], float]:
     """Digit-like ink blobs in a frame, as contract-ready 28x28 crops. Returns (candidates, frame->work scale)."""
     gray = to_gray(frame)
+    if cfg.ink == "light" or (cfg.ink == "auto" and light_ink(gray)):
+        gray = to_gray(frame, light_ink=True)
     h0, w0 = gray.shape
     scale = min(1.0, cfg.work_size / max(h0, w0))
     if scale < 1.0:

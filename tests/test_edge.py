@@ -269,6 +269,29 @@ def test_a_straight_marker_one_fills_its_box_and_is_still_read(test_digits, int8
     assert reading.text == text + "1"
 
 
+def test_white_on_black_digits_are_read_like_dark_ink_on_paper(test_digits, int8_model):
+    from edge.detect import light_ink, to_gray
+
+    x, y = test_digits
+    auto = Reader(int8_model, DetectConfig(min_confidence=0.0))
+    dark = Reader(int8_model, DetectConfig(min_confidence=0.0, ink="dark"))
+    as_dark = 0
+    for i in range(12):
+        # MNIST's own polarity, as a 28x28 file and enlarged: the ink is light.
+        for img in (x[i], cv2.resize(x[i], (280, 280), interpolation=cv2.INTER_CUBIC)):
+            assert light_ink(to_gray(img))
+            reading = auto.read(img)
+            assert len(reading.digits) == 1 and reading.text == auto.read(255 - img).text
+            as_dark += dark.read(img).text == reading.text
+    assert as_dark <= 6  # taken for dark ink, the same images are mostly misread or not found
+    frames = [FrameMaker(*test_digits, seed=21, style=style).make() for style in ("mnist", "pen") for _ in range(15)]
+    assert not any(light_ink(to_gray(f.image)) for f in frames)  # photos of paper never are
+    dim = [(f.image * 0.3).astype(np.uint8) for f in frames]  # nor are they in a dim room
+    assert not any(light_ink(to_gray(im)) for im in dim)
+    with pytest.raises(ValueError, match="ink must be one of"):
+        DetectConfig(ink="white")
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     h=st.integers(1, 300),
