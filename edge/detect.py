@@ -506,12 +506,17 @@ def _percentile_u8(a: np.ndarray, q: float) -> float:
     return lo + (pos - k) * (hi - lo)
 
 
+RULES_MIN = 3  # long parallel lines it takes to be ruled or squared paper
+
+
 def _remove_rules(binary: np.ndarray) -> np.ndarray:
     """The binary ink without its long thin horizontal lines (a ruled sheet's rules), and with the
     strokes those lines crossed bridged again. Call it on the transpose for vertical lines.
 
-    A rule is a thin line of ink at least a quarter of the frame long; a digit's strokes are
-    shorter, and a close-up digit's long stroke is thicker than a rule, so both stay. Only the
+    A rule is a thin line of ink at least a quarter of the frame long, one of at least
+    ``RULES_MIN`` such lines; a digit's strokes are shorter, and a close-up digit has one long
+    stroke in a direction, not a page of them, so both stay (a thin ballpoint's stem in a
+    close-up is as thin as a rule: taken for one, it was erased). Only the
     columns where the rule is alone are cleared, across its whole band: no stub of the rule is
     left stuck to a digit beside a stroke (such stubs turned a 2 into a 7 and a 0 into a 6)."""
     h, w = binary.shape
@@ -526,8 +531,11 @@ def _remove_rules(binary: np.ndarray) -> np.ndarray:
         return binary
     # ...that join into a line a quarter of the frame long.
     n, labels, stats = _components(runs)
+    lines = np.flatnonzero(stats[1:, cv2.CC_STAT_WIDTH] >= w // 4) + 1
+    if lines.size < RULES_MIN:
+        return binary  # one or two long lines are no ruling: a close-up digit's thin stem, an underline
     band = np.zeros_like(binary)
-    for i in np.flatnonzero(stats[1:, cv2.CC_STAT_WIDTH] >= w // 4) + 1:
+    for i in lines:
         x0, y0, cw, ch = (int(v) for v in stats[i, :4])
         line = labels[y0 : y0 + ch, x0 : x0 + cw] == i
         # Per column, the line is the rule alone (its thickness, +2 from the dilation) or a rule with

@@ -207,6 +207,23 @@ def test_digits_on_a_dark_squared_grid_are_read(test_digits, int8_model):
     _page_reads_like_the_blank_sheet(int8_model, sheet, (sheet.astype(np.float32) * lines / 255).astype(np.uint8))
 
 
+def test_a_close_up_digit_keeps_its_thin_pen_stem(int8_model):
+    """A phone held close to one digit written with a ballpoint: the digit fills most of a 12 MP
+    frame and its stem is a long thin line, as thin as a notebook's rule once shrunk. One long
+    line is no ruling: the stem must stay (it was erased, leaving the 1's flag and the 9's loop)."""
+    one = [((1700, 800), (2000, 500)), ((2000, 500), (1900, 2700)), ((1600, 2700), (2200, 2700))]
+    nine = [((2350, 900), (2330, 2700))]
+    for strokes, loop in ((one, None), (nine, ((1900, 900), 450))):
+        img = np.full((3024, 4032, 3), (200, 215, 225), np.uint8)
+        for a, b in strokes:
+            cv2.line(img, a, b, (120, 50, 30), 14, cv2.LINE_AA)
+        if loop:
+            cv2.circle(img, *loop, (120, 50, 30), 14, cv2.LINE_AA)
+        reading = Reader(int8_model, DetectConfig(min_confidence=0.0)).read(img)
+        assert len(reading.digits) == 1, reading.text
+        assert reading.digits[0].box[3] > 2000  # the whole digit, stem and all (about 2,200 px)
+
+
 def test_hundreds_of_pieces_are_capped_before_merging(test_digits, monkeypatch):
     import edge.detect as detect
 
