@@ -15,7 +15,7 @@ import sys
 from .__main__ import load_model
 from .detect import DetectConfig, Reader
 from .runtime import ModelError
-from .synthetic import STYLES, FrameMaker, load_test_digits, score
+from .synthetic import LAYOUTS, STYLES, FrameMaker, load_test_digits, score
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--artifacts", default="artifacts", help="folder with manifest.json")
     p.add_argument("--frames", type=int, default=250, help="frames to render (1-10 digits each)")
     p.add_argument("--seed", type=int, default=2026, help="seed of the frames")
-    p.add_argument("--size", default="640x480", help="frame size WxH")
+    p.add_argument("--size", default=None, help="frame size WxH (default: 640x480; 4032x3024 for --layout closeup)")
+    p.add_argument("--layout", choices=LAYOUTS, default="page",
+                   help="page: 1-10 digits in 1-3 lines; closeup: 1-3 big digits (one alone is 40-85%% of the frame "
+                   "tall), as a phone held close to the paper takes them")
     p.add_argument("--style", choices=STYLES, default="mnist",
                    help="digits: MNIST test digits as ink, or pen strokes drawn by edge.pen (not MNIST: an "
                    "out-of-distribution check, needs no MNIST)")
@@ -44,14 +47,19 @@ def main(argv: list[str] | None = None) -> int:
     except ModelError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    w, h = (int(v) for v in args.size.lower().split("x"))
-    maker = FrameMaker(*digits, seed=args.seed, size=(w, h), style=args.style, touching=args.touching)
+    size = args.size or ("4032x3024" if args.layout == "closeup" else "640x480")
+    try:
+        w, h = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        print(f"error: --size {size!r} is not WIDTHxHEIGHT (e.g. 640x480)", file=sys.stderr)
+        return 2
+    maker = FrameMaker(*digits, seed=args.seed, size=(w, h), style=args.style, touching=args.touching, layout=args.layout)
     reader = Reader(model, DetectConfig(min_confidence=args.min_confidence, recheck_below=args.recheck_below))
     pairs = []
     for _ in range(args.frames):
         f = maker.make()
         pairs.append((f, reader.read(f.image)))
-    result = {"model": str(model.path), "frames": args.frames, "seed": args.seed, "size": args.size,
+    result = {"model": str(model.path), "frames": args.frames, "seed": args.seed, "size": size, "layout": args.layout,
               "style": args.style, "touching": args.touching, **score(pairs)}
     print(json.dumps(result, indent=1))
     return 0

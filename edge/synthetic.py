@@ -24,6 +24,8 @@ from .pen import pen_digit
 
 # "mnist": MNIST test digits as ink; "pen": digits drawn as pen strokes (edge.pen), not MNIST.
 STYLES = ("mnist", "pen")
+# "page": 1-10 digits in 1-3 lines; "closeup": 1-3 big digits (one fills 40-85% of the frame height).
+LAYOUTS = ("page", "closeup")
 
 PAPERS = {  # BGR
     "white": (236, 238, 240),
@@ -94,10 +96,12 @@ class FrameMaker:
 
     def __init__(self, digits: np.ndarray | None = None, labels: np.ndarray | None = None, *,
                  seed: int = 0, size: tuple[int, int] = (640, 480), style: str = "mnist",
-                 touching: float = 0.0):
+                 touching: float = 0.0, layout: str = "page"):
         if style not in STYLES:
             raise ValueError(f"unknown digit style {style!r}; expected one of {', '.join(STYLES)}")
-        self.style = style
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+        self.style, self.layout = style, layout
         self.touching = touching  # chance that a digit is written touching (or nearly) the next one
         if digits is None and style == "pen":
             digits, labels = np.zeros((10, 28, 28), np.uint8), np.arange(10, dtype=np.uint8)  # labels only
@@ -126,14 +130,20 @@ class FrameMaker:
     def make(self, n_digits: int | None = None) -> Frame:
         rng = self.rng
         W, H = self.size
-        n_digits = int(n_digits if n_digits is not None else rng.integers(1, 11))
-        # Layout: lines of digits, sized to fit the frame.
-        n_lines = int(min(n_digits, rng.integers(1, 4)))
-        per_line = np.full(n_lines, n_digits // n_lines)
-        per_line[: n_digits % n_lines] += 1
-        max_per_line = int(per_line.max())
-        h_max = min(0.75 * H / (1.5 * n_lines), 0.8 * W / (0.95 * max_per_line + 0.3))
-        dh = int(rng.uniform(max(22, 0.45 * h_max), max(23, h_max)))
+        if self.layout == "closeup":  # the phone held close: 1-3 digits (one: 40-85% of the frame tall)
+            n_digits = int(n_digits if n_digits is not None else rng.integers(1, 4))
+            n_lines, per_line = 1, np.array([n_digits])
+            h_max = min(0.85 * H, 0.75 * W / (0.8 * n_digits + 0.25))  # framed with some paper around
+            dh = int(rng.uniform(0.47 * h_max, h_max))
+        else:
+            n_digits = int(n_digits if n_digits is not None else rng.integers(1, 11))
+            # Layout: lines of digits, sized to fit the frame.
+            n_lines = int(min(n_digits, rng.integers(1, 4)))
+            per_line = np.full(n_lines, n_digits // n_lines)
+            per_line[: n_digits % n_lines] += 1
+            max_per_line = int(per_line.max())
+            h_max = min(0.75 * H / (1.5 * n_lines), 0.8 * W / (0.95 * max_per_line + 0.3))
+            dh = int(rng.uniform(max(22, 0.45 * h_max), max(23, h_max)))
         paper_name = list(PAPERS)[rng.integers(len(PAPERS))]
         paper = np.array(PAPERS[paper_name], np.float32) * rng.uniform(0.85, 1.05)
         ink_name = list(INKS)[rng.integers(len(INKS))]
@@ -153,7 +163,9 @@ class FrameMaker:
         for li, count in enumerate(per_line):
             pick = rng.integers(len(self.digits), size=count)
             if self.style == "pen":  # one pen per frame: a ballpoint (2-5% of the height) or a marker (5-12%)
-                if li == 0:
+                if li == 0 and self.layout == "closeup":  # close up, the same pens are thinner still
+                    pen = dh * (rng.uniform(0.01, 0.03) if rng.random() < 0.5 else rng.uniform(0.03, 0.08))
+                elif li == 0:
                     pen = dh * (rng.uniform(0.02, 0.05) if rng.random() < 0.5 else rng.uniform(0.05, 0.12))
                 patches = [_trim(pen_digit(int(self.labels[i]), int(dh * rng.uniform(0.85, 1.1)), rng, pen))
                            for i in pick]

@@ -81,6 +81,23 @@ def test_pen_drawn_digits_are_found_and_frames_are_seeded():
         FrameMaker(seed=0, style="font")
 
 
+def test_close_up_frames_hold_one_to_three_big_digits_and_are_found():
+    found = total = 0
+    for style in ("pen", "mnist"):
+        maker = FrameMaker(seed=6, style=style, layout="closeup", size=(1200, 900))
+        for f in (maker.make() for _ in range(8)):
+            assert 1 <= len(f.digits) <= 3 and all(t.box[3] > 0.15 * 900 for t in f.digits)
+            cands, scale = find_candidates(f.image)
+            # A digit's box, or a piece of a wide box (two digits drawn touching) offered cut apart.
+            boxes = [tuple(int(round(v / scale)) for v in b.box) for c in cands
+                     for b in [c] + [p for sp in c.splits for p in sp.parts]]
+            total += len(f.digits)
+            found += sum(any(iou(t.box, b) >= 0.5 for b in boxes) for t in f.digits)
+    assert total >= 24 and found / total >= 0.9, (found, total)
+    with pytest.raises(ValueError, match="unknown layout"):
+        FrameMaker(seed=0, layout="poster")
+
+
 def test_a_sheet_reading_2026_reads_2026(test_digits, int8_model):
     x, y = test_digits
     # Four clear digits in a row, dark ink on white, as a person would write a year.
