@@ -509,6 +509,20 @@ def _percentile_u8(a: np.ndarray, q: float) -> float:
 RULES_MIN = 3  # long parallel lines it takes to be ruled or squared paper
 
 
+def _ruled(stats: np.ndarray, w: int) -> bool:
+    """Whether long horizontal lines (their component stats) are a sheet's ruling: at least
+    ``RULES_MIN`` of them half the frame long, stacked at a pitch under a third of their length.
+    Digits' strokes are not: one long stroke (a close-up 1's stem, an underline) is no ruling, and
+    the stems of two or three close-up digits stand about a digit's width apart, as far as they
+    are long (taken for rules, they were erased)."""
+    long = stats[stats[:, cv2.CC_STAT_WIDTH] >= w // 2]
+    if len(long) < RULES_MIN:
+        return False
+    centres = np.sort(long[:, cv2.CC_STAT_TOP] + long[:, cv2.CC_STAT_HEIGHT] / 2.0)
+    pitch = float(np.median(np.diff(centres)))
+    return pitch < float(np.median(long[:, cv2.CC_STAT_WIDTH])) / 3.0
+
+
 def _remove_rules(binary: np.ndarray) -> np.ndarray:
     """The binary ink without its long thin horizontal lines (a ruled sheet's rules), and with the
     strokes those lines crossed bridged again. Call it on the transpose for vertical lines.
@@ -532,8 +546,8 @@ def _remove_rules(binary: np.ndarray) -> np.ndarray:
     # ...that join into a line a quarter of the frame long.
     n, labels, stats = _components(runs)
     lines = np.flatnonzero(stats[1:, cv2.CC_STAT_WIDTH] >= w // 4) + 1
-    if lines.size < RULES_MIN:
-        return binary  # one or two long lines are no ruling: a close-up digit's thin stem, an underline
+    if not _ruled(stats[lines], w):
+        return binary
     band = np.zeros_like(binary)
     for i in lines:
         x0, y0, cw, ch = (int(v) for v in stats[i, :4])

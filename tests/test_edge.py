@@ -241,6 +241,19 @@ def test_a_close_up_digit_keeps_its_thin_pen_stem(int8_model):
         assert reading.digits[0].box[3] > 2000  # the whole digit, stem and all (about 2,200 px)
 
 
+def test_ruling_is_many_long_lines_close_together_not_a_few_digit_stems():
+    from edge.detect import _ruled
+
+    def lines(tops, length, thick=3):
+        return np.array([[10, t, length, thick, length * thick] for t in tops])
+
+    assert _ruled(lines(range(40, 480, 36), 620), 640)  # a notebook page: rules 36 px apart
+    assert not _ruled(lines([300], 600), 640)  # one underline
+    # The stems of three close-up digits (the sheet seen turned): as long as they are far apart.
+    assert not _ruled(lines([200, 520, 840], 600), 960)
+    assert not _ruled(lines(range(40, 480, 36), 150), 640)  # short dashes are no rules
+
+
 def test_hundreds_of_pieces_are_capped_before_merging(test_digits, monkeypatch):
     import edge.detect as detect
 
