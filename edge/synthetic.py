@@ -215,11 +215,16 @@ class FrameMaker:
         a, b = rng.uniform(-0.18, 0.18, 2)
         light = 1.0 + a * gx + b * gy
         if rng.random() < 0.5:
-            shadow = np.zeros((H, W), np.float32)
+            # Drawn at about 640 px and enlarged: its soft edge is a share of the view, not a number of
+            # pixels (a 12 MP frame of the same scene has the same shadow, six times as many pixels wide).
+            k = max(1, round(max(W, H) / 640))
+            shadow = np.zeros((H // k, W // k), np.float32)
             cx, cy = rng.uniform(0, W), rng.uniform(0, H)
-            axes = (int(rng.uniform(0.3, 0.8) * W), int(rng.uniform(0.2, 0.6) * H))
-            cv2.ellipse(shadow, (int(cx), int(cy)), axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
+            axes = (int(rng.uniform(0.3, 0.8) * W) // k, int(rng.uniform(0.2, 0.6) * H) // k)
+            cv2.ellipse(shadow, (int(cx) // k, int(cy) // k), axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
             shadow = cv2.GaussianBlur(shadow, (0, 0), sigmaX=rng.uniform(8, 30))
+            if k > 1:
+                shadow = cv2.resize(shadow, (W, H), interpolation=cv2.INTER_LINEAR)
             light *= 1.0 - rng.uniform(0.2, 0.45) * shadow
         canvas *= light[..., None]
 
