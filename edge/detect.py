@@ -388,7 +388,9 @@ def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tu
         if bh < min_h or bh > cfg.max_height_frac * h:
             continue
         aspect = bw / bh
-        if aspect > cfg.max_split_aspect or aspect < 0.03:  # rules and a sheet's edge; a thin-pen "1" can be 0.05
+        # Rules and a sheet's edge are wider still; a ballpoint "1" close up is a line 0.01-0.03 as wide
+        # as it is tall (the limit was 0.03, and dropped it).
+        if aspect > cfg.max_split_aspect or aspect < 0.008:
             continue
         touches = x <= 1 or y <= 1 or x + bw >= w - 1 or y + bh >= h - 1
         region = mask[y : y + bh, x : x + bw]

@@ -227,10 +227,12 @@ def test_digits_on_a_dark_squared_grid_are_read(test_digits, int8_model):
 def test_a_close_up_digit_keeps_its_thin_pen_stem(int8_model):
     """A phone held close to one digit written with a ballpoint: the digit fills most of a 12 MP
     frame and its stem is a long thin line, as thin as a notebook's rule once shrunk. One long
-    line is no ruling: the stem must stay (it was erased, leaving the 1's flag and the 9's loop)."""
+    line is no ruling: the stem must stay (it was erased, leaving the 1's flag and the 9's loop), and a
+    plain straight 1 is a digit, however thin."""
     one = [((1700, 800), (2000, 500)), ((2000, 500), (1900, 2700)), ((1600, 2700), (2200, 2700))]
     nine = [((2350, 900), (2330, 2700))]
-    for strokes, loop in ((one, None), (nine, ((1900, 900), 450))):
+    plain = [((2000, 450), (2030, 2650))]  # a 1 as one straight line: 0.02 as wide as it is tall
+    for strokes, loop in ((one, None), (nine, ((1900, 900), 450)), (plain, None)):
         img = np.full((3024, 4032, 3), (200, 215, 225), np.uint8)
         for a, b in strokes:
             cv2.line(img, a, b, (120, 50, 30), 14, cv2.LINE_AA)
