@@ -124,7 +124,7 @@ class Candidate:
     # What the crop was cut from (working ink map, kept ink, box), to cut it again: see recrops().
     source: tuple | None = field(default=None, repr=False, compare=False)
     # A box too wide for one digit may be digits written touching: ways to cut it into 2, 3, ...
-    # digits, each a list of candidates (see _splits); the reader keeps the whole or one of them.
+    # digits (see _splits); the reader keeps the whole or one of them (see pick_split).
     splits: list[Split] = field(default_factory=list, repr=False, compare=False)
 
 
@@ -426,8 +426,8 @@ def _splits(ink: np.ndarray, mask: np.ndarray, box, min_h: float) -> list[Split]
     Digits are about 0.45-1.1 of their height wide, so a box ``aspect`` wide holds between
     aspect / 1.1 and aspect / 0.45 of them. For each count the cuts go where the ink's column
     profile spans least height near the even spacing (touching digits meet in a stroke or two,
-    not in their bodies). A cut whose pieces are not each most of the box's height, or empty, is no way to
-    cut it: a rule or a sheet's edge cut up gives short dashes, never digits."""
+    not in their bodies). A cut whose pieces are not each most of the box's height and narrow
+    enough for one digit is no way to cut it: a rule or a sheet's edge cut up gives dashes."""
     x, y, bw, bh = box
     region = mask[y : y + bh, x : x + bw] > 0
     # Where two digits touch, the ink in a column spans little height (a stroke meets a stroke);
@@ -529,11 +529,10 @@ def _remove_rules(binary: np.ndarray) -> np.ndarray:
     """The binary ink without its long thin horizontal lines (a ruled sheet's rules), and with the
     strokes those lines crossed bridged again. Call it on the transpose for vertical lines.
 
-    A rule is a thin line of ink at least a quarter of the frame long, one of at least
-    ``RULES_MIN`` such lines; a digit's strokes are shorter, and a close-up digit has one long
-    stroke in a direction, not a page of them, so both stay (a thin ballpoint's stem in a
-    close-up is as thin as a rule: taken for one, it was erased). Only the
-    columns where the rule is alone are cleared, across its whole band: no stub of the rule is
+    A rule is a thin line of ink at least a quarter of the frame long, on a sheet ``_ruled``
+    finds ruled (many long lines close together); a digit's strokes are shorter, and a
+    close-up digit's long stems are few and far apart, so both stay (a thin ballpoint's stem in
+    a close-up is as thin as a rule: taken for one, it was erased). Only the columns where the rule is alone are cleared, across its whole band: no stub of the rule is
     left stuck to a digit beside a stroke (such stubs turned a 2 into a 7 and a 0 into a 6)."""
     h, w = binary.shape
     if w < 40:
