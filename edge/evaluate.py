@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default=None, help="model file (default: the int8 TFLite in ARTIFACTS/manifest.json)")
     p.add_argument("--artifacts", default="artifacts", help="folder with manifest.json")
-    p.add_argument("--frames", type=int, default=250, help="frames to render (1-10 digits each)")
+    p.add_argument("--frames", type=int, default=250, help="frames to render (1-10 digits each on a page, 1-3 close up)")
     p.add_argument("--seed", type=int, default=2026, help="seed of the frames")
     p.add_argument("--size", default=None, help="frame size WxH (default: 640x480; 4032x3024 for --layout closeup)")
     p.add_argument("--layout", choices=LAYOUTS, default="page",
@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(args.model, args.artifacts)
     except ModelError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not 0.0 <= args.touching <= 1.0:
+        print(f"error: --touching {args.touching} is not a chance between 0 and 1", file=sys.stderr)
         return 2
     size = args.size or ("4032x3024" if args.layout == "closeup" else "640x480")
     try:

@@ -483,6 +483,19 @@ def test_classify_human_output_and_explicit_non_image(exported, tmp_path, test_d
     assert code == 1 and out[0].startswith(str(tmp_path / "good.jpg") + ": ") and "notes.txt" in out[1]
 
 
+def test_evaluate_reports_recall_accuracy_and_text_for_every_style_and_layout(exported, capsys):
+    from edge.evaluate import main as evaluate_main
+
+    for argv in (["--style", "pen", "--touching", "0.5"], ["--style", "pen", "--layout", "closeup", "--size", "800x600"]):
+        assert evaluate_main(["--frames", "3", "--artifacts", str(exported), *argv]) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert result["frames"] == 3 and result["digits"] >= 3 and 0 <= result["exact_text"] <= 1
+        assert {"recall", "accuracy", "false_positives", "style", "layout", "touching"} <= set(result)
+    assert evaluate_main(["--size", "big", "--style", "pen", "--artifacts", str(exported)]) == 2
+    assert evaluate_main(["--touching", "3", "--style", "pen", "--artifacts", str(exported)]) == 2
+    assert "WIDTHxHEIGHT" in capsys.readouterr().err
+
+
 def test_default_model_checks_sha256(exported, tmp_path, capsys):
     import shutil
 
