@@ -135,6 +135,30 @@ def normalize_crop(crop: np.ndarray, *, ink_is_dark: bool | None = None) -> np.n
     g /= max(1e-6, (hi - lo) - floor)
     np.clip(g, 0.0, 1.0, out=g)
 
+    return _place(g)
+
+
+def normalize_ink(ink: np.ndarray) -> np.ndarray:
+    """``normalize_crop(ink, ink_is_dark=False)`` for the detector's own crops, in a third of the time.
+
+    ``ink`` is uint8 (H, W), light ink on a background of exactly 0 all round its border (what
+    ``edge.detect`` cuts out). Then the general path's darkest value, border level and floor are
+    all 0, and its steps reduce to one division by the peak: the output is the same, byte for
+    byte. Anything else goes through ``normalize_crop``."""
+    if (ink.dtype != np.uint8 or ink.ndim != 2 or ink.shape[0] < 2 or ink.shape[1] < 2
+            or ink[0].any() or ink[-1].any() or ink[:, 0].any() or ink[:, -1].any()):
+        return normalize_crop(ink, ink_is_dark=False)
+    hi = float(ink.max())
+    if hi == 0:
+        return np.zeros((SIZE, SIZE), np.uint8)
+    g = ink.astype(np.float32)
+    g /= hi  # what normalize_crop's "g -= lo; g -= floor; g /= hi - lo - floor" is with lo = floor = 0
+    return _place(g)
+
+
+def _place(g: np.ndarray) -> np.ndarray:
+    """Ink in [0, 1] (float32, background 0) -> 28x28 uint8: tight box, longest side to ``BOX``
+    by pixel-area averaging, centre of mass at the centre."""
     inked = g > 0.05
     rows = np.flatnonzero(inked.any(axis=1))
     if rows.size == 0:

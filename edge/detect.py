@@ -629,7 +629,7 @@ def _crop(ink: np.ndarray, mask: np.ndarray, box, min_peak: float = 0.0, stroke:
     if peak < min_peak:
         return None
     soft = cv2.convertScaleAbs(soft, alpha=255.0 / max(peak, 1))
-    return contract.normalize_crop(soft, ink_is_dark=False)
+    return contract.normalize_ink(soft)
 
 
 def iou(a, b) -> float:

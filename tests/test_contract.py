@@ -72,3 +72,30 @@ def test_mnist_digit_roundtrip_stays_close(mnist):
         diffs.append(np.abs(contract.normalize_crop(paper).astype(int) - img.astype(int)).mean())
     # Same placement as MNIST (not one pixel off) for nearly every digit.
     assert np.median(diffs) < 0.5 and np.mean(np.array(diffs) < 2) > 0.9
+
+
+def _ink_crops(seed: int, n: int = 60):
+    """Light ink on 0 in random shapes and sizes, as the detector cuts them (its border all 0)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        h, w = int(rng.integers(3, 120)), int(rng.integers(3, 120))
+        a = np.zeros((h + 4, w + 4), np.uint8)
+        a[2:-2, 2:-2] = rng.integers(0, 256, (h, w)) * (rng.random((h, w)) < rng.uniform(0.05, 0.9))
+        yield a
+
+
+def test_normalize_ink_is_normalize_crop_byte_for_byte():
+    """The detector's fast path gives what the contract gives, on crops it takes and on ones it hands on."""
+    seen = 0
+    for a in _ink_crops(0):
+        assert np.array_equal(contract.normalize_ink(a), contract.normalize_crop(a, ink_is_dark=False))
+        edged = a.copy()
+        edged[[0, -1], :] = 90  # a grey border: not the fast path's case (its floor is not 0)
+        edged[:, [0, -1]] = 90
+        assert np.array_equal(contract.normalize_ink(edged), contract.normalize_crop(edged, ink_is_dark=False))
+        seen += int(a.max() > 0)
+    assert seen > 50
+    assert contract.normalize_ink(np.zeros((30, 20), np.uint8)).max() == 0
+    f = np.zeros((30, 20), np.float32)
+    f[5:25, 5:15] = 0.7  # not uint8: the general path
+    assert np.array_equal(contract.normalize_ink(f), contract.normalize_crop(f, ink_is_dark=False))
