@@ -16,6 +16,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from edge.clihelp import Help
 from edge.fsutil import write_json, write_text
 from edge.manifest import load_manifest
 from edge.runtime import ModelError
@@ -25,22 +26,13 @@ from .report import markdown, plot
 from .run import Settings, run_all
 
 
-class _Help(argparse.ArgumentDefaultsHelpFormatter):
-    """Show defaults, except None and on/off flags (their help already says what happens)."""
-
-    def _get_help_string(self, action):
-        if action.default is None or isinstance(action.default, bool):
-            return action.help
-        return super()._get_help_string(action)
-
-
 def build_parser() -> argparse.ArgumentParser:
     d = Settings()
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="Benchmark every artifact in DIR/manifest.json on every installed interpreter at 1 and all "
         "cores, plus the Keras reference and the edge pipeline. Writes bench.json, bench.md, bench.png.",
-        formatter_class=_Help,
+        formatter_class=Help,
     )
     p.add_argument("--artifacts", default="artifacts", metavar="DIR", help="folder with manifest.json")
     p.add_argument("--out", default=None, metavar="DIR", help="where to write bench.* (default: the artifacts folder)")

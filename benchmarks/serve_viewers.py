@@ -27,6 +27,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from edge.clihelp import Help
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -94,14 +96,14 @@ def start_runner(args) -> tuple[subprocess.Popen, int]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.serve_viewers", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=Help)
     p.add_argument("--viewers", type=int, default=10, help="parallel /stream.mjpg viewers in the loaded phases")
     p.add_argument("--rounds", type=int, default=3, help="pairs of (no viewers, N viewers) phases")
     p.add_argument("--phase-seconds", type=float, default=4.0, help="length of each measured phase")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds run and discarded before measuring")
     p.add_argument("--source", default="synthetic", help="--source of the runner (synthetic needs MNIST_DIR)")
     p.add_argument("--artifacts", default="artifacts", help="where manifest.json is")
-    p.add_argument("--jpeg-quality", type=int, default=80)
+    p.add_argument("--jpeg-quality", type=int, default=80, help="JPEG quality of the runner's --serve stream (1-100)")
     p.add_argument("--min-ratio", type=float, default=0.8, help="exit 1 if FPS with viewers / without is below")
     p.add_argument("--out", default=None, help="JSON result (default: ARTIFACTS/serve_viewers.json)")
     args = p.parse_args(argv)

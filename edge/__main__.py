@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from .clihelp import Help
 from .detect import INK_KINDS, DetectConfig, Reader
 from .manifest import load_manifest
 from .runtime import Model, ModelError
@@ -237,11 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m edge",
         description="Read handwritten digits from images, videos and cameras with an int8 model (no TensorFlow).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=Help,
     )
     sub = p.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("classify", help="read digits in image files or folders",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       formatter_class=Help,
                        description="One line per image with the text read; --json gives one JSON object per line: "
                        '{"path", "text", "digits": [{"label", "confidence", "box": [x, y, w, h]}], "rejected", "ms"} '
                        'or {"path", "error"}. Exit code 1 if any file could not be read.')
@@ -250,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(c)
     c.set_defaults(func=cmd_classify)
     r = sub.add_parser("run", help="live loop over a camera, video, image folder or synthetic frames",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       formatter_class=Help,
                        description="Shows a window with boxes, digits, confidence and FPS (q or Esc quits), or with "
                        "--headless prints one JSON line per frame. Ctrl-C ends with a summary.")
     r.add_argument("--source", default="0", help="camera index, /dev/videoN, video file, image folder, or synthetic")

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 from . import contract
+from .clihelp import Help
 from .fsutil import atomic_path, read_json
 from .manifest import MANIFEST, load_manifest
 from .runtime import ModelError
@@ -236,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m edge.bundle",
         description="Build dist/mnist-edge-pi-<version>.tar.gz for a Raspberry Pi (refuses unless the parity gate passed).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=Help,
     )
     p.add_argument("--artifacts", default="artifacts", metavar="DIR", help="export folder with manifest.json and parity.json")
     p.add_argument("--out", default="dist", metavar="DIR", help="where the .tar.gz goes")

@@ -18,6 +18,8 @@ import sys
 import tarfile
 from pathlib import Path
 
+from .clihelp import Help
+
 REMOTE_DIR = ".cache/mnist-edge/deploy"
 
 
@@ -104,7 +106,7 @@ def deploy(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m edge.deploy", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=Help)
     p.add_argument("--host", required=True, help="user@host (or a Host alias from your ssh config)")
     p.add_argument("--bundle", default=None, help="the .tar.gz (default: the newest dist/mnist-edge-pi-*.tar.gz)")
     p.add_argument("--port", type=int, default=None, help="SSH port (default: your ssh config's)")

@@ -13,6 +13,7 @@ import json
 import sys
 
 from .__main__ import load_model
+from .clihelp import Help
 from .detect import DetectConfig, Reader
 from .runtime import ModelError
 from .synthetic import LAYOUTS, STYLES, FrameMaker, load_test_digits, score
@@ -20,7 +21,7 @@ from .synthetic import LAYOUTS, STYLES, FrameMaker, load_test_digits, score
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m edge.evaluate", description=__doc__.split("\n\n")[1],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=Help)
     p.add_argument("--model", default=None, help="model file (default: the int8 TFLite in ARTIFACTS/manifest.json)")
     p.add_argument("--artifacts", default="artifacts", help="folder with manifest.json")
     p.add_argument("--frames", type=int, default=250, help="frames to render (1-10 digits each on a page, 1-3 close up)")
@@ -35,8 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--touching", type=float, default=0.0, metavar="P",
                    help="chance that a digit is written touching (or nearly) the next one in its line")
     p.add_argument("--data", default=None, help="MNIST folder (default: $MNIST_DIR)")
-    p.add_argument("--min-confidence", type=float, default=DetectConfig.min_confidence)
-    p.add_argument("--recheck-below", type=float, default=DetectConfig.recheck_below)
+    p.add_argument("--min-confidence", type=float, default=DetectConfig.min_confidence, metavar="CONF",
+                   help="candidates the model is less sure of are counted as rejected, not as digits")
+    p.add_argument("--recheck-below", type=float, default=DetectConfig.recheck_below, metavar="CONF",
+                   help="a candidate read with less confidence is cut again at four other stroke widths and "
+                   "the readings averaged (0: never)")
     args = p.parse_args(argv)
     digits = load_test_digits(args.data) if args.style == "mnist" else (None, None)
     if digits is None:

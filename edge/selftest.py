@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import contract
+from .clihelp import Help
 from .fsutil import read_json
 from .runtime import Model, ModelError
 
@@ -111,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m edge.selftest",
         description="Read golden digit crops with a model; exit 1 if any is misread or none is found.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=Help,
     )
     p.add_argument("--model", default="artifacts/model_int8.tflite", metavar="FILE", help="a .tflite or .onnx model")
     p.add_argument("--crops", default="golden", metavar="DIR", help=f"folder of PNG crops with {EXPECTED}")

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from edge.clihelp import Help
 from train.data import DataError
 
 from .export import ExportConfig, ExportError, run
@@ -17,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m export",
         description="Convert a trained Keras model into every deployable artifact, each checked by loading it "
         "with the edge runtime, and write manifest.json. Then run `python -m export.parity` (the gate).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=Help,
     )
     p.add_argument("--model", default="artifacts/model.keras", help="the trained Keras model")
     p.add_argument("--out", default=None, help="output folder (default: the model's folder)")

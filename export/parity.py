@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edge import contract
+from edge.clihelp import Help
 from edge.fsutil import atomic_path, sha256_file, write_json, write_text
 from edge.manifest import load_manifest
 from edge.runtime import Model, ModelError
@@ -195,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m export.parity",
         description="Accuracy-parity gate: every artifact in DIR/manifest.json, as it is on disk, on the full "
         "MNIST test set through the edge runtime, against the Keras model. Exits 1 if any check fails.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=Help,
     )
     p.add_argument("--artifacts", default="artifacts", metavar="DIR", help="folder with manifest.json")
     p.add_argument("--keras", default=None, help="Keras reference model (default: the manifest's source model)")

@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 
+from edge.clihelp import Help
+
 from .data import DataError
 
 
@@ -16,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m train",
         description="Train an MNIST model and write model.keras, train_config.json, history.json, "
         "metrics.json, training_curves.png and confusion_matrix.png into --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=Help,
     )
     p.add_argument("--model", default="edge", choices=list(BUILDERS), help="model to train")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the model's recipe; 1 with --fast)")
