@@ -24,6 +24,7 @@ def test_fast_run_writes_every_artifact(fast_run):
     cfg = json.loads((fast_run / "train_config.json").read_text())
     assert cfg["model"] == "edge" and cfg["fast"] is True and cfg["seed"] == 3
     assert len(cfg["data_sha256"]["x_train"]) == 64 and cfg["contract_version"] >= 1
+    assert cfg["flagged_ones"] == 0 and cfg["train_size"] == 6000  # --fast: 6,000 images, nothing added
     assert (fast_run / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
     hist = json.loads((fast_run / "history.json").read_text())
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(hist)
@@ -72,3 +73,19 @@ def test_negative_detector_crops_is_refused(capsys):
     with pytest.raises(SystemExit):
         main(["--detector-crops", "-1"])
     assert "--detector-crops must be 0 or more" in capsys.readouterr().err
+
+
+def test_flagged_ones_are_added_to_training(tmp_path, mnist_dir):
+    """--flagged-ones adds flagged copies of that fraction of the ones (train.flags), and only to training."""
+    assert main(["--fast", "--seed", "3", "--flagged-ones", "0.5", "--out", str(tmp_path), "--data", str(mnist_dir)]) == 0
+    cfg = json.loads((tmp_path / "train_config.json").read_text())
+    assert cfg["flagged_ones"] == 0.5
+    assert cfg["train_size"] == 6000 + 300  # --fast's 6,000 are stratified: 600 ones, half of them again
+    assert cfg["val_size"] == 1000
+
+
+@pytest.mark.parametrize("frac", ["-0.1", "1.5"])
+def test_flagged_ones_out_of_range_is_refused(frac, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--fast", "--flagged-ones", frac, "--out", str(tmp_path)])
+    assert e.value.code == 2 and "between 0 and 1" in capsys.readouterr().err

@@ -37,6 +37,7 @@ class TrainConfig:
     patience: int = 5
     threads: int = 0  # 0: all cores
     detector_crops: int = 0  # extra training images cut by the edge detector (train.crops)
+    flagged_ones: float = 0.0  # this fraction of the training ones is added again with a flag (train.flags)
 
 
 @dataclass
@@ -197,6 +198,16 @@ def run(cfg: TrainConfig) -> TrainResult:
             keep = mnist.stratified_sample(y_val, 1000, seed=cfg.seed)
             x_val, y_val = x_val[keep], y_val[keep]
         st.note = f"train {len(x_train)}, val {len(x_val)}, test {len(sp.x_test)}"
+
+    if cfg.flagged_ones:
+        from .flags import flagged_ones
+
+        with _Stage("flags") as st:
+            # Copies of training ones only; the validation and test sets stay as MNIST has them.
+            x_flag, y_flag = flagged_ones(x_train, y_train, cfg.flagged_ones, seed=cfg.seed)
+            x_train = np.concatenate([x_train, x_flag])
+            y_train = np.concatenate([y_train, y_flag])
+            st.note = f"{len(x_flag)} flagged ones added ({cfg.flagged_ones:.0%} of the training ones)"
 
     if cfg.detector_crops:
         from .crops import detector_crops
