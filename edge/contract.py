@@ -139,7 +139,7 @@ def normalize_crop(crop: np.ndarray, *, ink_is_dark: bool | None = None) -> np.n
 
 
 def normalize_ink(ink: np.ndarray) -> np.ndarray:
-    """``normalize_crop(ink, ink_is_dark=False)`` for the detector's own crops, in a third of the time.
+    """``normalize_crop(ink, ink_is_dark=False)`` for the detector's own crops, in 60% of the time.
 
     ``ink`` is uint8 (H, W), light ink on a background of exactly 0 all round its border (what
     ``edge.detect`` cuts out). Then the general path's darkest value, border level and floor are
