@@ -89,3 +89,20 @@ def test_flagged_ones_out_of_range_is_refused(frac, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["--fast", "--flagged-ones", frac, "--out", str(tmp_path)])
     assert e.value.code == 2 and "between 0 and 1" in capsys.readouterr().err
+
+
+def test_help_needs_no_tensorflow():
+    """--help lists the zoo without importing Keras (TensorFlow's start-up is ~10 s on a small machine)."""
+    import subprocess
+    import sys
+
+    from train import models
+    from train.__main__ import MODELS
+
+    assert list(MODELS) == list(models.BUILDERS)
+    code = ("import sys; from train.__main__ import main\n"
+            "try: main(['--help'])\nexcept SystemExit: pass\n"
+            "sys.exit(3 if 'tensorflow' in sys.modules or 'keras' in sys.modules else 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "--model {mlp,cnn_baseline,cnn_large,edge}" in r.stdout
