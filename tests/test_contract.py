@@ -95,6 +95,14 @@ def test_normalize_ink_is_normalize_crop_byte_for_byte():
         assert np.array_equal(contract.normalize_ink(edged), contract.normalize_crop(edged, ink_is_dark=False))
         seen += int(a.max() > 0)
     assert seen > 50
+    # Its ink threshold is found on the uint8 scale: at every peak, faint ink just at and just under
+    # the threshold decides the box the same way as the float path's "ink > 0.05".
+    for hi in range(1, 256):
+        a = np.zeros((12, 40), np.uint8)
+        a[4:8, 18:22] = hi
+        for v in range(max(0, hi // 20 - 2), hi // 20 + 3):
+            a[2 + v % 8, 2 + 2 * (v % 16)] = min(v, hi)
+        assert np.array_equal(contract.normalize_ink(a), contract.normalize_crop(a, ink_is_dark=False)), hi
     assert contract.normalize_ink(np.zeros((30, 20), np.uint8)).max() == 0
     f = np.zeros((30, 20), np.float32)
     f[5:25, 5:15] = 0.7  # not uint8: the general path

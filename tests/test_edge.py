@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from edge import contract
 from edge.__main__ import main as edge_main
-from edge.detect import (DetectConfig, Digit, Reader, Reading, _edge_steepness, _merge_pieces, find_candidates,
-                         group_lines, recrops)
+from edge.detect import (DetectConfig, Digit, Reader, Reading, _edge_steepness, _merge_pieces, _percentile,
+                         find_candidates, group_lines, recrops)
 from edge.runtime import Model
 from edge.synthetic import FrameMaker, iou, load_test_digits, score
 from edge.track import Smoother
@@ -294,6 +294,15 @@ def test_a_digit_broken_in_two_stacked_halves_is_one_digit_but_two_lines_are_not
     two_lines = row + [[0, 44, 20, 40], [30, 45, 22, 40]]  # cramped lines: digits nearly touch
     assert len(_merge_pieces(two_lines)) == 5
 
+
+
+def test_percentile_of_box_heights_is_numpys():
+    """The merge rules' typical height is np.percentile's value exactly (a rule compares with it)."""
+    rng = np.random.default_rng(3)
+    for n in range(1, 40):
+        v = [int(x) for x in rng.integers(1, 500, n)]
+        for q in (0, 10, 50, 75, 99.9, 100):
+            assert _percentile(v, q) == float(np.percentile(v, q)), (v, q)
 
 
 def test_fragments_of_a_faint_digit_are_one_digit_but_a_speck_is_no_half():
