@@ -372,6 +372,22 @@ def test_digits_written_touching_are_cut_apart(test_digits, int8_model):
     assert two >= 4 and right >= 4, (two, right)
 
 
+def test_a_narrow_digit_touching_a_wide_one_is_cut_at_their_neck():
+    from edge.detect import _splits
+
+    # A 1 touching a wide 0: their neck is a tenth of the way in, where no evenly spaced cut
+    # reaches (halves or thirds of the box); the cut at the neck itself must be offered.
+    ink = np.zeros((160, 200), np.uint8)
+    cv2.line(ink, (30, 30), (30, 129), 255, 6)
+    cv2.ellipse(ink, (78, 80), (45, 50), 0, 0, 360, 255, 6)
+    ys, xs = np.nonzero(ink)
+    box = (int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1)
+    one, zero = (box[0], box[1], 7, box[3]), (34, 28, box[0] + box[2] - 34, 104)
+    cut = [sp for sp in _splits(ink, ink, box, 8) if len(sp.parts) == 2
+           and iou(sp.parts[0].box, one) >= 0.6 and iou(sp.parts[1].box, zero) >= 0.6]
+    assert cut and cut[0].neck > 0.3
+
+
 def test_pick_split_weighs_pieces_whole_and_neck():
     from edge.detect import pick_split
 
@@ -388,18 +404,19 @@ def test_pick_split_weighs_pieces_whole_and_neck():
 def test_a_wide_single_digit_is_not_cut(int8_model):
     from edge.detect import _splits
 
-    # A wide 0 and a 4 whose bar runs far right: no column between two tall bodies, so no cut at
-    # all is offered (not even to the model).
+    # A wide 0: no column between two tall bodies, so no cut at all is offered (not even to the
+    # model). An open 4 whose bar runs far right has one, between its arm and its stem: that cut
+    # is offered, and the model's reading keeps the 4 whole.
     zero = np.zeros((160, 240), np.uint8)
     cv2.ellipse(zero, (120, 80), (85, 50), 0, 0, 360, 255, 6)
     four = np.zeros((160, 240), np.uint8)
     cv2.line(four, (100, 25), (30, 100), 255, 6)
     cv2.line(four, (30, 100), (210, 100), 255, 6)
     cv2.line(four, (110, 50), (110, 135), 255, 6)
-    for ink in (zero, four):
+    for ink, cuts in ((zero, 0), (four, 1)):
         ys, xs = np.nonzero(ink)
         box = (int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1)
-        assert _splits(ink, ink, box, 8) == []
+        assert len(_splits(ink, ink, box, 8)) == cuts
         assert len(Reader(int8_model, DetectConfig(min_confidence=0.0)).read(255 - ink).digits) == 1
 
 
