@@ -496,6 +496,7 @@ def _splits(ink: np.ndarray, mask: np.ndarray, box, min_h: float) -> list[Split]
             if cuts not in ways:
                 ways.append(cuts)
     out = []
+    pieces: dict[tuple[int, int], Candidate | None] = {}  # columns a..b -> its piece (None: no digit)
     for cuts in ways:
         # How clearly each cut is a neck between two bodies: the lower of the tallest columns
         # on its two sides, less the column at the cut (a wide 4 or 7 cut through its bar has
@@ -507,21 +508,34 @@ def _splits(ink: np.ndarray, mask: np.ndarray, box, min_h: float) -> list[Split]
             continue
         parts = []
         for a, b in zip(cuts[:-1], cuts[1:]):
-            sub = region[:, a:b]
-            rows, cols = np.flatnonzero(sub.any(axis=1)), np.flatnonzero(sub.any(axis=0))
-            if rows.size == 0:
+            # Two ways of cutting often share a piece (the same columns): it is cut once, and the
+            # reader, which reads each piece once, reads it once.
+            if (a, b) not in pieces:
+                pieces[(a, b)] = _piece(ink, mask, region, box, a, b, min_h)
+            part = pieces[(a, b)]
+            if part is None:
                 break
-            ph, pw = int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
-            if ph < max(min_h, SPLIT_SHORT * bh) or pw > SPLIT_WIDE * ph:  # short, or too wide for one digit
-                break
-            pbox = (int(x + a + cols[0]), int(y + rows[0]), pw, ph)
-            crop = _crop(ink, mask, pbox)
-            if crop is None:
-                break
-            parts.append(Candidate(pbox, crop, (ink, mask, pbox)))
+            parts.append(part)
         else:
             out.append(Split(parts, float(neck)))
     return out
+
+
+def _piece(ink: np.ndarray, mask: np.ndarray, region: np.ndarray, box, a: int, b: int,
+           min_h: float) -> Candidate | None:
+    """Columns ``a``..``b`` of a wide box as one digit of a cut, or None when they hold no digit:
+    no ink, too short a piece, too wide for one digit, or nothing left to crop."""
+    x, y, _, bh = box
+    sub = region[:, a:b]
+    rows, cols = np.flatnonzero(sub.any(axis=1)), np.flatnonzero(sub.any(axis=0))
+    if rows.size == 0:
+        return None
+    ph, pw = int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
+    if ph < max(min_h, SPLIT_SHORT * bh) or pw > SPLIT_WIDE * ph:  # short, or too wide for one digit
+        return None
+    pbox = (int(x + a + cols[0]), int(y + rows[0]), pw, ph)
+    crop = _crop(ink, mask, pbox)
+    return None if crop is None else Candidate(pbox, crop, (ink, mask, pbox))
 
 
 def pick_split(whole: float | None, splits: list[tuple[np.ndarray, float]]) -> int | None:
@@ -747,20 +761,22 @@ class Reader:
     def _classify(self, cands: list[Candidate]) -> tuple[list[Candidate], np.ndarray]:
         """Every candidate's probabilities, in one batch with the pieces of the wide ones; a wide one
         is replaced by the way of cutting it that reads better than the whole (``SPLIT_GAIN``)."""
-        crops, owner = [], []  # owner: (candidate, split or -1 for the whole)
+        crops = []
+        rows: dict[tuple[int, int], list[int]] = {}  # (candidate, split or -1 for the whole) -> its rows
+        seen: dict[int, int] = {}  # id of a piece shared by two splits -> its row: read once
         for i, c in enumerate(cands):
             if c.crop is not None:
+                rows[(i, -1)] = [len(crops)]
                 crops.append(c.crop)
-                owner.append((i, -1))
             for k, split in enumerate(c.splits):
-                crops.extend(p.crop for p in split.parts)
-                owner.extend((i, k) for _ in split.parts)
+                for p in split.parts:
+                    if id(p) not in seen:
+                        seen[id(p)] = len(crops)
+                        crops.append(p.crop)
+                rows[(i, k)] = [seen[id(p)] for p in split.parts]
         probs = self.model.predict_uint8(np.stack(crops))
-        if len(crops) == len(cands):  # nothing wide: one row per candidate, in order
+        if len(rows) == len(cands):  # nothing wide: one row per candidate, in order
             return cands, probs
-        rows: dict[tuple[int, int], list[int]] = {}
-        for r, key in enumerate(owner):
-            rows.setdefault(key, []).append(r)
         out, out_rows = [], []
         for i, c in enumerate(cands):
             best = pick_split(float(probs[rows[(i, -1)][0]].max()) if c.crop is not None else None,

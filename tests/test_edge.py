@@ -388,6 +388,35 @@ def test_a_narrow_digit_touching_a_wide_one_is_cut_at_their_neck():
     assert cut and cut[0].neck > 0.3
 
 
+def test_a_piece_two_cuts_share_is_cut_and_read_once():
+    from edge.detect import Candidate, _splits
+
+    # Three digits touching (1, 0, 0): the cut at the 1's neck alone, and with the 0s' neck, share
+    # the 1's piece. It must be one object, and the reader must send it to the model once.
+    ink = np.zeros((160, 330), np.uint8)
+    cv2.line(ink, (30, 30), (30, 129), 255, 6)
+    cv2.ellipse(ink, (78, 80), (45, 50), 0, 0, 360, 255, 6)
+    cv2.ellipse(ink, (210, 80), (45, 50), 0, 0, 360, 255, 6)
+    cv2.line(ink, (120, 80), (168, 80), 255, 6)
+    ys, xs = np.nonzero(ink)
+    box = (int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1)
+    splits = _splits(ink, ink, box, 8)
+    parts = [p for sp in splits for p in sp.parts]
+    assert len({id(p) for p in parts}) < len(parts)  # some piece is in two ways of cutting
+    assert len({id(p) for p in parts}) == len({p.box for p in parts})  # each piece made once
+
+    class Counting:
+        n = 0
+
+        def predict_uint8(self, crops):
+            self.n += len(crops)
+            return np.full((len(crops), 10), 0.1, np.float32)
+
+    model = Counting()
+    Reader(model)._classify([Candidate(box, None, None, splits)])
+    assert model.n == len({id(p) for p in parts})
+
+
 def test_pick_split_weighs_pieces_whole_and_neck():
     from edge.detect import pick_split
 
