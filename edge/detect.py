@@ -2,7 +2,9 @@
 
 The pipeline, each step chosen for real photos of digits on paper:
 
-1. **Ink map.** The darkest colour channel, shrunk to a working size. The paper's local
+1. **Ink map.** The darkest colour channel, shrunk to a working size (on coloured paper,
+   such as sticky notes, of the channels where the paper is bright: ``paper_channels``). The
+   paper's local
    brightness is estimated by a morphological closing on a quarter-size
    copy (it erases strokes narrower than the kernel but keeps shadows,
    table edges and lighting gradients where they are), and ink is the
@@ -71,6 +73,7 @@ class DetectConfig:
     # ...and one wider than this is never a digit or a row of them.
     max_split_aspect: float = 4.5
     ink: str = "auto"  # "dark" ink on paper, "light" ink on a dark ground, or "auto": tell from the frame
+    weak_channel: bool = False  # keep the paper's weak colour channel (see paper_channels): for comparison
 
     def __post_init__(self):
         if self.ink not in INK_KINDS:
@@ -162,12 +165,10 @@ def recrops(cand: Candidate) -> list[np.ndarray]:
     return out
 
 
-def to_gray(frame: np.ndarray, light_ink: bool = False) -> np.ndarray:
-    """Any image (H,W), (H,W,1/3/4), any numeric dtype -> uint8 single channel where ink is dark.
-
-    ``light_ink``: the ink is lighter than its background (chalk on a board, a white-on-black
-    digit as MNIST stores them); the image is turned so that it reads as dark ink on paper.
-    Raises ValueError if it is not an image."""
+def as_image(frame: np.ndarray) -> np.ndarray:
+    """Any image (H,W), (H,W,1/3/4), any numeric dtype -> uint8 (H,W) or (H,W,3/4), values scaled
+    to 0-255 (floats in [0, 1] count as that range; NaN and inf as 0). Raises ValueError if it is
+    not an image."""
     a = np.asarray(frame)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[..., 0]
@@ -181,6 +182,17 @@ def to_gray(frame: np.ndarray, light_ink: bool = False) -> np.ndarray:
         elif np.issubdtype(np.asarray(frame).dtype, np.integer) and np.asarray(frame).dtype.itemsize > 1:
             a = a / max(1.0, float(np.iinfo(np.asarray(frame).dtype).max) / 255.0)
         a = np.clip(a, 0, 255).astype(np.uint8)
+    return a
+
+
+def to_gray(frame: np.ndarray, light_ink: bool = False, channels: tuple[int, ...] | None = None) -> np.ndarray:
+    """Any image (see ``as_image``) -> uint8 single channel where ink is dark.
+
+    ``light_ink``: the ink is lighter than its background (chalk on a board, a white-on-black
+    digit as MNIST stores them); the image is turned so that it reads as dark ink on paper.
+    ``channels``: the colour channels to read (BGR indices, from ``paper_channels``; None: all).
+    Raises ValueError if it is not an image."""
+    a = as_image(frame)
     if a.ndim == 3:
         # The darkest channel, not luma: red ink on beige or blue ink on blue paper
         # keeps its contrast there, and dark ink stays dark in every channel (for light ink, the
@@ -188,7 +200,7 @@ def to_gray(frame: np.ndarray, light_ink: bool = False) -> np.ndarray:
         # (extractChannel: half the time of cv2.split, which copies every channel, alpha too.)
         a = np.ascontiguousarray(a)
         pick = cv2.max if light_ink else cv2.min
-        a = pick(pick(cv2.extractChannel(a, 0), cv2.extractChannel(a, 1)), cv2.extractChannel(a, 2))
+        a = functools.reduce(pick, [cv2.extractChannel(a, c) for c in (channels or (0, 1, 2))])
         if light_ink:
             a = cv2.bitwise_not(a)
     elif light_ink:
@@ -196,12 +208,44 @@ def to_gray(frame: np.ndarray, light_ink: bool = False) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+def sample_step(shape: tuple[int, ...]) -> int:
+    """The stride that samples about 10,000 pixels of an image: enough to tell its paper and ink."""
+    return max(1, int(math.sqrt(shape[0] * shape[1] / 10_000)))
+
+
+WEAK_CHANNEL = 0.7  # a colour channel where the paper is darker than this share of its brightest is not read
+
+
+def paper_channels(sample: np.ndarray) -> tuple[int, ...] | None:
+    """The colour channels (BGR indices) where the paper is bright, or None for all of them (white,
+    grey and pale paper; an image with one channel). ``sample``: uint8 pixels of the frame
+    (``as_image``'s output, or a strided view of it: about 10,000 are plenty).
+
+    On coloured paper the darkest channel is the paper's weak one: orange paper's blue channel
+    is about 80 of 255, and blue ink or a pencil is no darker there, so the ink vanished (none of
+    27 frames of orange sticky notes with blue ink or pencil read right) and the paper's grain,
+    relative to so dark a channel, came out as ink (334 false digits on 250 frames of sticky
+    notes). A channel where the paper (the median of the channel) is under ``WEAK_CHANNEL`` of
+    its brightest channel is therefore not read: ink of any colour is darker, relative to the
+    paper, in the paper's own bright channels (red ink on blue paper too, whose red channel is
+    0.67 of its blue: the ink was lost there in 1 of 250 pen-drawn frames)."""
+    if sample.ndim != 3 or sample.dtype != np.uint8:
+        return None
+    level = []
+    for c in range(3):
+        v = sample[..., c].ravel()
+        k = v.size // 2
+        level.append(int(np.partition(v, k)[k]))
+    keep = tuple(c for c in range(3) if level[c] >= WEAK_CHANNEL * max(level))
+    return None if len(keep) == 3 else keep
+
+
 def light_ink(gray: np.ndarray) -> bool:
     """Whether a frame (``to_gray``'s output) holds light ink on a dark ground rather than dark ink
     on paper: a dark, even ground (its median under 100, hardly anything darker than it) with a
     thin tail of much lighter pixels. A dim photo of paper fails the test: its ink is a dark tail
     under the paper's median."""
-    step = max(1, int(math.sqrt(gray.size / 10_000)))  # about 10,000 pixels are plenty
+    step = sample_step(gray.shape)
     g = gray[::step, ::step]
     hist = cv2.calcHist([np.ascontiguousarray(g)], [0], None, [256], [0, 256]).ravel()
     cum = np.cumsum(hist) / max(1.0, float(g.size))
@@ -327,9 +371,14 @@ def _components(binary: np.ndarray):
 
 def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tuple[list[Candidate], float]:
     """Digit-like ink blobs in a frame, as contract-ready 28x28 crops. Returns (candidates, frame->work scale)."""
-    gray = to_gray(frame)
-    if cfg.ink == "light" or (cfg.ink == "auto" and light_ink(gray)):
-        gray = to_gray(frame, light_ink=True)
+    img = as_image(frame)
+    # Which way the ink goes and the paper's colour, both from the same ~10,000 pixels (light_ink
+    # samples a grey frame with this very stride).
+    step = sample_step(img.shape)
+    sample = img[::step, ::step]
+    light = cfg.ink == "light" or (cfg.ink == "auto" and light_ink(to_gray(sample)))
+    channels = None if light or cfg.weak_channel else paper_channels(sample)
+    gray = to_gray(img, light_ink=light, channels=channels)
     h0, w0 = gray.shape
     scale = min(1.0, cfg.work_size / max(h0, w0))
     if scale < 1.0:

@@ -16,7 +16,7 @@ from .__main__ import load_model
 from .clihelp import Help
 from .detect import DetectConfig, Reader
 from .runtime import ModelError
-from .synthetic import LAYOUTS, STYLES, FrameMaker, load_test_digits, score
+from .synthetic import LAYOUTS, PALETTES, STYLES, FrameMaker, load_test_digits, score
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--style", choices=STYLES, default="mnist",
                    help="digits: MNIST test digits as ink, or pen strokes drawn by edge.pen (not MNIST: an "
                    "out-of-distribution check, needs no MNIST)")
+    p.add_argument("--paper", choices=PALETTES, default="office",
+                   help="office: white, beige, grey, blue and green paper; sticky: yellow, orange, pink and lime "
+                   "sticky notes; all: both; or one paper by name")
     p.add_argument("--touching", type=float, default=0.0, metavar="P",
                    help="chance that a digit is written touching (or nearly) the next one in its line")
     p.add_argument("--data", default=None, help="MNIST folder (default: $MNIST_DIR)")
@@ -41,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recheck-below", type=float, default=DetectConfig.recheck_below, metavar="CONF",
                    help="a candidate read with less confidence is cut again at four other stroke widths and "
                    "the readings averaged (0: never)")
+    p.add_argument("--weak-channel", action="store_true",
+                   help="read the darkest colour channel of all three, the paper's weak one too (how the reader "
+                   "worked before it read sticky notes; for comparison)")
     args = p.parse_args(argv)
     digits = load_test_digits(args.data) if args.style == "mnist" else (None, None)
     if digits is None:
@@ -60,14 +66,17 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         print(f"error: --size {size!r} is not WIDTHxHEIGHT (e.g. 640x480)", file=sys.stderr)
         return 2
-    maker = FrameMaker(*digits, seed=args.seed, size=(w, h), style=args.style, touching=args.touching, layout=args.layout)
-    reader = Reader(model, DetectConfig(min_confidence=args.min_confidence, recheck_below=args.recheck_below))
+    maker = FrameMaker(*digits, seed=args.seed, size=(w, h), style=args.style, touching=args.touching, layout=args.layout,
+                        paper=args.paper)
+    reader = Reader(model, DetectConfig(min_confidence=args.min_confidence, recheck_below=args.recheck_below,
+                                        weak_channel=args.weak_channel))
     pairs = []
     for _ in range(args.frames):
         f = maker.make()
         pairs.append((f, reader.read(f.image)))
     result = {"model": str(model.path), "frames": args.frames, "seed": args.seed, "size": size, "layout": args.layout,
-              "style": args.style, "touching": args.touching, **score(pairs)}
+              "style": args.style, "paper": args.paper, "weak_channel": args.weak_channel,
+              "touching": args.touching, **score(pairs)}
     print(json.dumps(result, indent=1))
     return 0
 

@@ -34,6 +34,18 @@ PAPERS = {  # BGR
     "blue": (225, 195, 150),
     "green": (175, 220, 185),
 }
+# Sticky notes, as a phone photographs them (BGR): saturated paper, where the darkest channel of a
+# pencil or a red pen can be no darker than the paper's own (orange paper's blue channel is ~80).
+STICKY = {
+    "yellow": (130, 235, 250),
+    "orange": (80, 175, 250),
+    "pink": (185, 140, 250),
+    "lime": (120, 235, 190),
+}
+# --paper: which papers a frame is drawn on, a set or one paper ("office", the default, is what
+# every figure before the sticky notes was measured on, and draws the same frames for a seed).
+PALETTES = {"office": PAPERS, "sticky": STICKY, "all": {**PAPERS, **STICKY},
+            **{name: {name: bgr} for name, bgr in {**PAPERS, **STICKY}.items()}}
 INKS = {"black": (25, 25, 30), "blue": (140, 50, 20), "red": (40, 35, 170), "pencil": (80, 80, 85)}
 
 
@@ -48,6 +60,8 @@ class Truth:
 class Frame:
     image: np.ndarray  # uint8 BGR
     digits: list[Truth] = field(default_factory=list)
+    paper: str = ""  # names in PALETTES and INKS: what the frame is drawn with, to break results down
+    ink: str = ""
 
     @property
     def text(self) -> str:
@@ -96,7 +110,10 @@ class FrameMaker:
 
     def __init__(self, digits: np.ndarray | None = None, labels: np.ndarray | None = None, *,
                  seed: int = 0, size: tuple[int, int] = (640, 480), style: str = "mnist",
-                 touching: float = 0.0, layout: str = "page"):
+                 touching: float = 0.0, layout: str = "page", paper: str = "office"):
+        if paper not in PALETTES:
+            raise ValueError(f"unknown paper {paper!r}; expected one of {', '.join(PALETTES)}")
+        self.papers = PALETTES[paper]
         if style not in STYLES:
             raise ValueError(f"unknown digit style {style!r}; expected one of {', '.join(STYLES)}")
         if layout not in LAYOUTS:
@@ -144,8 +161,8 @@ class FrameMaker:
             max_per_line = int(per_line.max())
             h_max = min(0.75 * H / (1.5 * n_lines), 0.8 * W / (0.95 * max_per_line + 0.3))
             dh = int(rng.uniform(max(22, 0.45 * h_max), max(23, h_max)))
-        paper_name = list(PAPERS)[rng.integers(len(PAPERS))]
-        paper = np.array(PAPERS[paper_name], np.float32) * rng.uniform(0.85, 1.05)
+        paper_name = list(self.papers)[rng.integers(len(self.papers))]
+        paper = np.array(self.papers[paper_name], np.float32) * rng.uniform(0.85, 1.05)
         ink_name = list(INKS)[rng.integers(len(INKS))]
         ink = np.array(INKS[ink_name], np.float32)
         canvas = np.empty((H, W, 3), np.float32)
@@ -236,7 +253,7 @@ class FrameMaker:
         img = np.clip(canvas, 0, 255).astype(np.uint8)
         ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(45, 95))])
         img = cv2.imdecode(enc, cv2.IMREAD_COLOR)
-        return Frame(img, truths)
+        return Frame(img, truths, paper_name, ink_name)
 
 
 def _trim(alpha: np.ndarray) -> np.ndarray:
