@@ -243,8 +243,10 @@ def paper_channels(sample: np.ndarray) -> tuple[int, ...] | None:
 def light_ink(gray: np.ndarray) -> bool:
     """Whether a frame (``to_gray``'s output) holds light ink on a dark ground rather than dark ink
     on paper: a dark, even ground (its median under 100, hardly anything darker than it) with a
-    thin tail of much lighter pixels. A dim photo of paper fails the test: its ink is a dark tail
-    under the paper's median."""
+    thin tail of much lighter pixels, which keep off the frame's edges. A dim photo of paper fails
+    the test: its ink is a dark tail under the paper's median; so does a sheet mostly in a deep
+    shadow: its light pixels are the paper around the shadow, out to the frame's edges (a phone
+    between a lamp and the sheet: 3 of 200 frames with hard shadows were taken for light ink)."""
     step = sample_step(gray.shape)
     g = gray[::step, ::step]
     hist = cv2.calcHist([np.ascontiguousarray(g)], [0], None, [256], [0, 256]).ravel()
@@ -252,8 +254,25 @@ def light_ink(gray: np.ndarray) -> bool:
     lo, med, hi = (int(np.searchsorted(cum, q)) for q in (0.005, 0.5, 0.995))
     if med >= 100 or hi - med < 80:
         return False
-    bright = 1.0 - cum[min(255, med + (hi - med) // 2)]
-    return med - lo < 0.25 * (hi - med) and bright < 0.4
+    light = med + (hi - med) // 2
+    bright = 1.0 - cum[min(255, light)]
+    if not (med - lo < 0.25 * (hi - med) and bright < 0.4):
+        return False
+    edges = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
+    return np.count_nonzero(edges > light) <= LIGHT_EDGE * edges.size
+
+
+LIGHT_EDGE = 0.05  # light ink keeps off the frame's edges: at most this share of them is light
+
+
+HARD_EDGE_REACH = 3  # small (quarter-size) pixels: how far past a hard edge the estimate runs
+HARD_EDGE_SLACK = 0.06  # a fall of the paper's estimate under this share of it is light, not an edge
+
+
+@functools.lru_cache(maxsize=8)
+def _square(k: int) -> np.ndarray:
+    """A k x k square structuring element (made once per size)."""
+    return np.ones((k, k), np.uint8)
 
 
 def ink_map(gray: np.ndarray, stroke_hint: float | None = None) -> np.ndarray:
@@ -267,7 +286,17 @@ def ink_map(gray: np.ndarray, stroke_hint: float | None = None) -> np.ndarray:
     k = max(3, int(min(small.shape) * 0.2) | 1)
     paper = cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
     paper = cv2.blur(paper, (3, 3))
+    # A hard shadow's edge (direct sun, a small lamp): the estimate above runs a few pixels past it
+    # into the shadow (the closing cannot follow a curved edge, the blur and the enlarging spread
+    # it), and there the paper looks darker than its estimate, so the edge came out as a line of
+    # ink ("1"s, strokes joined to it). Where the estimate falls steeply, by more than
+    # HARD_EDGE_SLACK of itself within HARD_EDGE_REACH small pixels, it is also allowed down to
+    # its darkest neighbour's level there: a pixel no brighter than that is the shadow's paper.
+    lo = cv2.erode(paper, _square(2 * HARD_EDGE_REACH + 1))
+    lo = cv2.subtract(paper, cv2.subtract(cv2.subtract(paper, lo), cv2.convertScaleAbs(paper, alpha=HARD_EDGE_SLACK)))
+    lo = cv2.resize(lo, (w, h), interpolation=cv2.INTER_LINEAR)
     paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
+    paper = cv2.min(paper, cv2.max(lo, gray))
     paper = cv2.max(paper, gray)  # where the estimate is too dark, it is paper after all
     dark = cv2.subtract(paper, gray)
     # ratio = dark / paper, with the paper floored so noise in near-black areas is not "ink".

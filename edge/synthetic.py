@@ -46,6 +46,11 @@ STICKY = {
 # every figure before the sticky notes was measured on, and draws the same frames for a seed).
 PALETTES = {"office": PAPERS, "sticky": STICKY, "all": {**PAPERS, **STICKY},
             **{name: {name: bgr} for name, bgr in {**PAPERS, **STICKY}.items()}}
+# The shadow a frame may have (the phone's, or a hand's): its edge's blur (Gaussian sigma, in pixels of
+# a 640-px view) and how much light it takes. "soft" (the default): half the frames, under a ceiling
+# light, as every figure before hard shadows was measured. "hard": every frame, in direct sun or
+# under a small lamp, a sharp edge and a deeper shadow.
+SHADOWS = {"soft": ((8.0, 30.0), (0.2, 0.45)), "hard": ((0.8, 4.0), (0.35, 0.65))}
 INKS = {"black": (25, 25, 30), "blue": (140, 50, 20), "red": (40, 35, 170), "pencil": (80, 80, 85)}
 
 
@@ -110,7 +115,10 @@ class FrameMaker:
 
     def __init__(self, digits: np.ndarray | None = None, labels: np.ndarray | None = None, *,
                  seed: int = 0, size: tuple[int, int] = (640, 480), style: str = "mnist",
-                 touching: float = 0.0, layout: str = "page", paper: str = "office"):
+                 touching: float = 0.0, layout: str = "page", paper: str = "office", shadow: str = "soft"):
+        if shadow not in SHADOWS:
+            raise ValueError(f"unknown shadow {shadow!r}; expected one of {', '.join(SHADOWS)}")
+        self.shadow = shadow
         if paper not in PALETTES:
             raise ValueError(f"unknown paper {paper!r}; expected one of {', '.join(PALETTES)}")
         self.papers = PALETTES[paper]
@@ -231,7 +239,7 @@ class FrameMaker:
         gx, gy = np.meshgrid(np.linspace(-1, 1, W, dtype=np.float32), np.linspace(-1, 1, H, dtype=np.float32))
         a, b = rng.uniform(-0.18, 0.18, 2)
         light = 1.0 + a * gx + b * gy
-        if rng.random() < 0.5:
+        if self.shadow == "hard" or rng.random() < 0.5:
             # Drawn at about 640 px and enlarged: its soft edge is a share of the view, not a number of
             # pixels (a 12 MP frame of the same scene has the same shadow, six times as many pixels wide).
             k = max(1, round(max(W, H) / 640))
@@ -239,10 +247,11 @@ class FrameMaker:
             cx, cy = rng.uniform(0, W), rng.uniform(0, H)
             axes = (int(rng.uniform(0.3, 0.8) * W) // k, int(rng.uniform(0.2, 0.6) * H) // k)
             cv2.ellipse(shadow, (int(cx) // k, int(cy) // k), axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
-            shadow = cv2.GaussianBlur(shadow, (0, 0), sigmaX=rng.uniform(8, 30))
+            edge, depth = SHADOWS[self.shadow]
+            shadow = cv2.GaussianBlur(shadow, (0, 0), sigmaX=rng.uniform(*edge))
             if k > 1:
                 shadow = cv2.resize(shadow, (W, H), interpolation=cv2.INTER_LINEAR)
-            light *= 1.0 - rng.uniform(0.2, 0.45) * shadow
+            light *= 1.0 - rng.uniform(*depth) * shadow
         canvas *= light[..., None]
 
         # Sensor: blur, noise, JPEG.
