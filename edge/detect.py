@@ -785,8 +785,53 @@ def iou(a, b) -> float:
     return inter / float(aw * ah + bw * bh - inter) if inter else 0.0
 
 
+SKEW_MIN = 3.0  # degrees: a frame whose lines slope less than this is read as it is
+SKEW_REACH = 2.0  # a digit's neighbour in its line is at most this many heights to its right...
+SKEW_RISE = 0.45  # ...and rises or falls at most this share of that (24 degrees)
+# The slope is taken from at least this many pairs of neighbours: two-digit lines wobble by up to
+# 8 degrees each (a digit's baseline), and three of them once made a slope that merged two lines.
+SKEW_PAIRS = 3
+
+
+def skew(boxes: list[tuple[int, int, int, int]]) -> float:
+    """How far the frame's lines of digits slope, in radians (positive: down to the right), or 0.0
+    when they slope less than ``SKEW_MIN`` degrees or there are too few digits to tell.
+
+    The median slope between digits that are each other's nearest neighbour in a line (of a
+    similar size, a third of a height to ``SKEW_REACH`` heights apart, rising or falling less than
+    ``SKEW_RISE`` of that): a sheet or a phone turned by 10 degrees puts one line's last digit a
+    whole digit lower than its first, and the lines ran into each other."""
+    if len(boxes) <= SKEW_PAIRS:
+        return 0.0
+    b = np.asarray(boxes, np.float64)
+    cx, cy, h = b[:, 0] + b[:, 2] / 2, b[:, 1] + b[:, 3] / 2, np.maximum(b[:, 3], 1.0)
+    dx, dy = cx[None, :] - cx[:, None], cy[None, :] - cy[:, None]
+    ratio = h[None, :] / h[:, None]
+    near = ((dx > np.minimum(h[:, None], h[None, :]) / 3) & (dx < SKEW_REACH * np.maximum(h[:, None], h[None, :]))
+            & (np.abs(dy) < SKEW_RISE * dx) & (ratio > 0.5) & (ratio < 2.0))
+    dx_near = np.where(near, dx, np.inf)
+    right = dx_near.argmin(axis=1)  # each digit's nearest neighbour on its right...
+    left = dx_near.argmin(axis=0)  # ...and on its left: a pair must be each other's
+    i = np.arange(len(b))
+    pair = np.isfinite(dx_near[i, right]) & (left[right] == i)
+    if pair.sum() < SKEW_PAIRS:
+        return 0.0
+    i = i[pair]
+    angle = float(np.median(np.arctan2(dy[i, right[i]], dx[i, right[i]])))
+    return angle if abs(angle) >= math.radians(SKEW_MIN) else 0.0
+
+
 def group_lines(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
-    """Indices of boxes grouped into text lines (top to bottom), each read left to right."""
+    """Indices of boxes grouped into text lines (top to bottom), each read left to right; on a
+    sloping page (``skew``), along its lines."""
+    angle = skew(boxes)
+    if angle:
+        c, s = math.cos(angle), math.sin(angle)
+        level = []
+        for x, y, w, h in boxes:  # each box's centre turned back by the slope, its size kept
+            cx, cy = x + w / 2, y + h / 2
+            level.append((cx * c + cy * s - w / 2, -cx * s + cy * c - h / 2, w, h))
+        boxes = level
     order = sorted(range(len(boxes)), key=lambda i: boxes[i][1] + boxes[i][3] / 2)
     lines: list[list[int]] = []
     spans: list[list[float]] = []

@@ -115,7 +115,9 @@ class FrameMaker:
 
     def __init__(self, digits: np.ndarray | None = None, labels: np.ndarray | None = None, *,
                  seed: int = 0, size: tuple[int, int] = (640, 480), style: str = "mnist",
-                 touching: float = 0.0, layout: str = "page", paper: str = "office", shadow: str = "soft"):
+                 touching: float = 0.0, layout: str = "page", paper: str = "office", shadow: str = "soft",
+                 turn: float = 0.0):
+        self.turn = float(turn)  # degrees the sheet is turned in view (either way, at random); 0: level
         if shadow not in SHADOWS:
             raise ValueError(f"unknown shadow {shadow!r}; expected one of {', '.join(SHADOWS)}")
         self.shadow = shadow
@@ -220,6 +222,12 @@ class FrameMaker:
         jitter = 0.04 * min(W, H)
         src = np.float32([[0, 0], [W, 0], [W, H], [0, H]])
         dst = src + rng.uniform(-jitter, jitter, (4, 2)).astype(np.float32)
+        if self.turn:  # the sheet (or the phone) turned by `turn` degrees either way, shrunk to stay in view
+            a = np.radians(self.turn * (1 if rng.random() < 0.5 else -1))
+            fit = 1.0 / (abs(np.cos(a)) + abs(np.sin(a)) * max(W / H, H / W))
+            rot = np.float32([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) * fit
+            centre = np.float32([W / 2, H / 2])
+            dst = ((dst - centre) @ rot.T + centre).astype(np.float32)
         M = cv2.getPerspectiveTransform(src, dst)
         border = tuple(float(v) for v in paper * 0.6)
         canvas = cv2.warpPerspective(canvas, M, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,

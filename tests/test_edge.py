@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -139,6 +140,30 @@ def test_group_lines_orders_lines_then_left_to_right():
     # A tilted line still reads as one line.
     tilted = [(i * 50, 100 + i * 6, 40, 60) for i in range(6)]
     assert group_lines(tilted) == [list(range(6))]
+
+
+def test_lines_on_a_turned_page_are_read_along_their_slope():
+    from edge.detect import skew
+
+    # Two lines of six digits on a page turned by 12 degrees: each line's last digit sits lower
+    # than the next line's first, so level bands cut each line in pieces and mix the two.
+    a = math.radians(12)
+    boxes = []
+    for line in range(2):
+        for k in range(6):
+            x, y = 60 + 55 * k, 80 + 90 * line
+            cx, cy = x * math.cos(a) - y * math.sin(a) + 100, x * math.sin(a) + y * math.cos(a)
+            boxes.append((int(cx - 20), int(cy - 30), 40, 60))
+    assert abs(math.degrees(skew(boxes)) - 12) < 1
+    assert group_lines(boxes) == [list(range(6)), list(range(6, 12))]
+    # Level lines have no slope; with their digits' baselines wobbling they still read line by line.
+    level = [(60 + 55 * k, 80 + 90 * line, 40, 60) for line in range(2) for k in range(6)]
+    assert skew(level) == 0.0
+    wobble = [(x, y + (0, 4, -3, 2, -4, 1)[i % 6], w, h) for i, (x, y, w, h) in enumerate(level)]
+    assert group_lines(wobble) == [list(range(6)), list(range(6, 12))]
+    # Two short lines give too few neighbours to tell a slope from a wobble.
+    short = [(300, 40, 40, 60), (350, 52, 40, 60), (60, 130, 40, 60), (110, 145, 40, 60)]
+    assert skew(short) == 0.0
 
 
 def test_one_big_digit_filling_the_image(test_digits, int8_model):
@@ -615,12 +640,13 @@ def test_evaluate_reports_recall_accuracy_and_text_for_every_style_and_layout(ex
     from edge.evaluate import main as evaluate_main
 
     for argv in (["--style", "pen", "--touching", "0.5"], ["--style", "pen", "--layout", "closeup", "--size", "800x600"],
-                 ["--style", "pen", "--paper", "sticky", "--weak-channel", "--shadow", "hard"]):
+                 ["--style", "pen", "--paper", "sticky", "--weak-channel", "--shadow", "hard", "--turn", "12"]):
         assert evaluate_main(["--frames", "3", "--artifacts", str(exported), *argv]) == 0
         result = json.loads(capsys.readouterr().out)
         assert result["frames"] == 3 and result["digits"] >= 3 and 0 <= result["exact_text"] <= 1
-        assert {"recall", "accuracy", "false_positives", "style", "layout", "touching", "paper", "weak_channel", "shadow"} <= set(result)
+        assert {"recall", "accuracy", "false_positives", "style", "layout", "touching", "paper", "weak_channel", "shadow", "turn"} <= set(result)
     assert result["paper"] == "sticky" and result["weak_channel"] is True and result["shadow"] == "hard"
+    assert result["turn"] == 12
     assert evaluate_main(["--size", "big", "--style", "pen", "--artifacts", str(exported)]) == 2
     assert evaluate_main(["--touching", "3", "--style", "pen", "--artifacts", str(exported)]) == 2
     assert "WIDTHxHEIGHT" in capsys.readouterr().err
