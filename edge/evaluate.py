@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
                    "deep, sharp-edged one (direct sun, a small lamp)")
     p.add_argument("--turn", type=float, default=0.0, metavar="DEG",
                    help="the sheet turned in view by DEG degrees (either way, at random), as a phone held askew")
+    p.add_argument("--motion", type=float, default=0.0, metavar="PX",
+                   help="motion blur: the image streaks PX pixels (at 640 px wide) in a random direction, as a "
+                   "sheet or a webcam moving during the exposure")
     p.add_argument("--touching", type=float, default=0.0, metavar="P",
                    help="chance that a digit is written touching (or nearly) the next one in its line")
     p.add_argument("--data", default=None, help="MNIST folder (default: $MNIST_DIR)")
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --size {size!r} is not WIDTHxHEIGHT (e.g. 640x480)", file=sys.stderr)
         return 2
     maker = FrameMaker(*digits, seed=args.seed, size=(w, h), style=args.style, touching=args.touching, layout=args.layout,
-                        paper=args.paper, shadow=args.shadow, turn=args.turn)
+                        paper=args.paper, shadow=args.shadow, turn=args.turn, motion=args.motion)
     reader = Reader(model, DetectConfig(min_confidence=args.min_confidence, recheck_below=args.recheck_below,
                                         weak_channel=args.weak_channel))
     pairs = []
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         f = maker.make()
         pairs.append((f, reader.read(f.image)))
     result = {"model": str(model.path), "frames": args.frames, "seed": args.seed, "size": size, "layout": args.layout,
-              "style": args.style, "paper": args.paper, "shadow": args.shadow, "turn": args.turn, "weak_channel": args.weak_channel,
+              "style": args.style, "paper": args.paper, "shadow": args.shadow, "turn": args.turn, "motion": args.motion, "weak_channel": args.weak_channel,
               "touching": args.touching, **score(pairs)}
     print(json.dumps(result, indent=1))
     return 0

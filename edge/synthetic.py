@@ -116,8 +116,9 @@ class FrameMaker:
     def __init__(self, digits: np.ndarray | None = None, labels: np.ndarray | None = None, *,
                  seed: int = 0, size: tuple[int, int] = (640, 480), style: str = "mnist",
                  touching: float = 0.0, layout: str = "page", paper: str = "office", shadow: str = "soft",
-                 turn: float = 0.0):
+                 turn: float = 0.0, motion: float = 0.0):
         self.turn = float(turn)  # degrees the sheet is turned in view (either way, at random); 0: level
+        self.motion = float(motion)  # px (at 640 px) the image streaks in one exposure, any direction; 0: still
         if shadow not in SHADOWS:
             raise ValueError(f"unknown shadow {shadow!r}; expected one of {', '.join(SHADOWS)}")
         self.shadow = shadow
@@ -266,6 +267,13 @@ class FrameMaker:
         sigma = rng.uniform(0.0, 1.3)
         if sigma > 0.3:
             canvas = cv2.GaussianBlur(canvas, (0, 0), sigma)
+        if self.motion:  # the sheet or the camera moving during the exposure: a streak `motion` px long at 640 px
+            n = max(2, int(round(self.motion * max(W, H) / 640)))
+            streak = np.zeros((n | 1, n | 1), np.float32)
+            a, c = rng.uniform(0, np.pi), (n | 1) // 2
+            cv2.line(streak, (int(round(c - np.cos(a) * n / 2)), int(round(c - np.sin(a) * n / 2))),
+                     (int(round(c + np.cos(a) * n / 2)), int(round(c + np.sin(a) * n / 2))), 1.0, 1)
+            canvas = cv2.filter2D(canvas, -1, streak / streak.sum())
         canvas += rng.normal(0, rng.uniform(1, 5), canvas.shape).astype(np.float32)
         img = np.clip(canvas, 0, 255).astype(np.uint8)
         ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(45, 95))])

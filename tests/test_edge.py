@@ -640,13 +640,17 @@ def test_evaluate_reports_recall_accuracy_and_text_for_every_style_and_layout(ex
     from edge.evaluate import main as evaluate_main
 
     for argv in (["--style", "pen", "--touching", "0.5"], ["--style", "pen", "--layout", "closeup", "--size", "800x600"],
-                 ["--style", "pen", "--paper", "sticky", "--weak-channel", "--shadow", "hard", "--turn", "12"]):
+                 ["--style", "pen", "--paper", "sticky", "--weak-channel", "--shadow", "hard", "--turn", "12",
+                  "--motion", "6"]):
         assert evaluate_main(["--frames", "3", "--artifacts", str(exported), *argv]) == 0
         result = json.loads(capsys.readouterr().out)
         assert result["frames"] == 3 and result["digits"] >= 3 and 0 <= result["exact_text"] <= 1
-        assert {"recall", "accuracy", "false_positives", "style", "layout", "touching", "paper", "weak_channel", "shadow", "turn"} <= set(result)
+        assert {"recall", "accuracy", "false_positives", "style", "layout", "touching", "paper", "weak_channel", "shadow", "turn", "motion"} <= set(result)
     assert result["paper"] == "sticky" and result["weak_channel"] is True and result["shadow"] == "hard"
-    assert result["turn"] == 12
+    assert result["turn"] == 12 and result["motion"] == 6
+    # Every option at its default draws the frames as before: --motion 0 and --turn 0 take no draws.
+    frames = [FrameMaker(seed=5, style="pen", **kw).make().image for kw in ({}, {"motion": 0.0, "turn": 0.0})]
+    assert np.array_equal(*frames)
     assert evaluate_main(["--size", "big", "--style", "pen", "--artifacts", str(exported)]) == 2
     assert evaluate_main(["--touching", "3", "--style", "pen", "--artifacts", str(exported)]) == 2
     assert "WIDTHxHEIGHT" in capsys.readouterr().err
