@@ -50,6 +50,19 @@ def test_golden_crops_through_the_contract(int8_model):
     assert (pred == np.array(list(expected.values()))).mean() >= 0.9  # even the 1-epoch model
 
 
+def _found_and_extra(maker: FrameMaker, frames: int, cfg: DetectConfig = DetectConfig()) -> tuple[int, int, int]:
+    """Over ``frames`` of ``maker``'s frames: digits found as candidates (IoU >= 0.5), digits drawn,
+    and candidates that are no digit."""
+    found = total = extra = 0
+    for f in (maker.make() for _ in range(frames)):
+        cands, scale = find_candidates(f.image, cfg)
+        boxes = [tuple(int(round(v / scale)) for v in c.box) for c in cands]
+        total += len(f.digits)
+        found += sum(any(iou(t.box, b) >= 0.5 for b in boxes) for t in f.digits)
+        extra += sum(not any(iou(t.box, b) >= 0.5 for t in f.digits) for b in boxes)
+    return found, total, extra
+
+
 def test_detection_recall_and_reading_order_on_synthetic_frames(test_digits, int8_model):
     maker = FrameMaker(*test_digits, seed=7)
     frames = [maker.make() for _ in range(25)]
@@ -70,13 +83,7 @@ def test_pen_drawn_digits_are_found_and_frames_are_seeded():
     # Digits drawn as pen strokes (edge.pen), not MNIST: found as well as MNIST's, one box each.
     frames = [FrameMaker(seed=3, style="pen").make() for _ in range(2)]
     assert np.array_equal(frames[0].image, frames[1].image) and frames[0].text == frames[1].text
-    maker = FrameMaker(seed=4, style="pen")
-    found = total = 0
-    for f in (maker.make() for _ in range(20)):
-        cands, scale = find_candidates(f.image)
-        boxes = [tuple(int(round(v / scale)) for v in c.box) for c in cands]
-        total += len(f.digits)
-        found += sum(any(iou(t.box, b) >= 0.5 for b in boxes) for t in f.digits)
+    found, total, _ = _found_and_extra(FrameMaker(seed=4, style="pen"), 20)
     assert total > 60 and found / total >= 0.95
     with pytest.raises(ValueError, match="unknown digit style"):
         FrameMaker(seed=0, style="font")
@@ -506,14 +513,8 @@ def test_sticky_notes_are_read_like_white_paper(test_digits):
     for paper in ("orange", "sticky"):
         counts = {}
         for weak in (False, True):
-            maker = FrameMaker(*test_digits, seed=31, paper=paper)
-            found = total = extra = 0
-            for f in (maker.make() for _ in range(12)):
-                cands, scale = find_candidates(f.image, DetectConfig(weak_channel=weak))
-                boxes = [tuple(int(round(v / scale)) for v in c.box) for c in cands]
-                total += len(f.digits)
-                found += sum(any(iou(t.box, b) >= 0.5 for b in boxes) for t in f.digits)
-                extra += sum(not any(iou(t.box, b) >= 0.5 for t in f.digits) for b in boxes)
+            found, total, extra = _found_and_extra(FrameMaker(*test_digits, seed=31, paper=paper), 12,
+                                                   DetectConfig(weak_channel=weak))
             counts[weak] = (found / total, extra / total)
         # (0.08 for "sticky": a faint red pen on orange, broken into pieces beside a soft shadow)
         assert counts[False][0] >= 0.95 and counts[False][1] <= 0.1, (paper, counts)
@@ -550,14 +551,7 @@ def test_a_hard_shadows_edge_is_not_ink(test_digits):
     # Frames with such shadows and digits in and out of them: the digits are found and hardly
     # anything else (the old estimate: 21 false candidates to 78 digits here; now 4, at the
     # shadows' narrow tips, which the closing fills whole).
-    found = total = extra = 0
-    maker = FrameMaker(*test_digits, seed=42, shadow="hard")
-    for f in (maker.make() for _ in range(12)):
-        cands, scale = find_candidates(f.image)
-        boxes = [tuple(int(round(v / scale)) for v in c.box) for c in cands]
-        total += len(f.digits)
-        found += sum(any(iou(t.box, b) >= 0.5 for b in boxes) for t in f.digits)
-        extra += sum(not any(iou(t.box, b) >= 0.5 for t in f.digits) for b in boxes)
+    found, total, extra = _found_and_extra(FrameMaker(*test_digits, seed=42, shadow="hard"), 12)
     assert found >= 0.95 * total and extra <= 0.1 * total, (found, extra, total)
     # A sheet mostly in a deep shadow is a dark, even ground with light pixels: the paper round
     # the shadow, out to the frame's edges. It is not light ink (chalk, a white-on-black digit).
