@@ -48,7 +48,19 @@ def load_model(model: str | None, artifacts: str, threads: int | None = None, ru
 
 
 def _detect_config(args) -> DetectConfig:
-    return DetectConfig(min_confidence=args.min_confidence, recheck_below=args.recheck_below, ink=args.ink)
+    return DetectConfig(min_confidence=args.min_confidence, recheck_below=args.recheck_below, ink=args.ink,
+                        narrow_seven=args.narrow_seven)
+
+
+def narrow_ratio(v: str) -> float:
+    """argparse type of --narrow-seven: a width-to-height ratio from 0 (never) to below 1."""
+    try:
+        r = float(v)
+    except ValueError:
+        r = -1.0
+    if not 0.0 <= r < 1.0:
+        raise argparse.ArgumentTypeError(f"{v!r} is not a width-to-height ratio from 0 (never) to below 1")
+    return r
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -63,6 +75,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ink", choices=INK_KINDS, default=DetectConfig.ink,
                    help="dark ink on paper, light ink on a dark ground (chalk, white-on-black images), or auto: "
                         "light only when the frame is a dark, even ground with thin light strokes")
+    p.add_argument("--narrow-seven", type=narrow_ratio, default=DetectConfig.narrow_seven, metavar="RATIO",
+                   help="a digit read as 7 and narrower than RATIO of its height is most likely a 1 written with "
+                        "a flag: its 7 is weighed down tenfold (0: never)")
     p.add_argument("--threads", type=int, default=1, help="interpreter threads")
 
 

@@ -359,6 +359,37 @@ def test_a_straight_marker_one_fills_its_box_and_is_still_read(test_digits, int8
     assert reading.text == text + "1"
 
 
+class SaysSeven:
+    """A model that reads every crop as a 7, with the given confidence and the rest on 1."""
+
+    def __init__(self, seven: float):
+        self.p = np.full(10, (1.0 - seven) / 20, np.float32)
+        self.p[7] = seven
+        self.p[1] += 1.0 - self.p.sum()
+
+    def predict_uint8(self, crops):
+        return np.tile(self.p, (len(crops), 1))
+
+
+def _flagged_one_and_a_seven():
+    page = np.full((480, 640, 3), 235, np.uint8)
+    cv2.line(page, (150, 120), (150, 330), (30, 30, 30), 8)  # a 1 written with a flag: narrow
+    cv2.line(page, (150, 120), (118, 160), (30, 30, 30), 8)
+    cv2.line(page, (330, 120), (470, 120), (30, 30, 30), 8)  # a 7: as wide as it is tall, nearly
+    cv2.line(page, (470, 120), (380, 330), (30, 30, 30), 8)
+    return page
+
+
+def test_a_narrow_seven_is_weighed_towards_a_flagged_one():
+    page = _flagged_one_and_a_seven()
+    unsure = SaysSeven(0.7)  # how the model reads a flagged 1: a 7, with the 1 second
+    assert Reader(unsure).read(page).text == "17"  # the narrow one is a 1; the wide 7 stays
+    assert Reader(unsure, DetectConfig(narrow_seven=0.0)).read(page).text == "77"  # the rule off
+    assert Reader(SaysSeven(0.995)).read(page).text == "77"  # a 7 the model is sure of stays, narrow or not
+    with pytest.raises(ValueError, match="narrow_seven"):
+        DetectConfig(narrow_seven=1.5)
+
+
 def _tight(img):
     ys, xs = np.nonzero(img > 30)
     return img[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
