@@ -63,6 +63,17 @@ def narrow_ratio(v: str) -> float:
     return r
 
 
+def share(v: str) -> float:
+    """argparse type of a share from 0 to 1."""
+    try:
+        r = float(v)
+    except ValueError:
+        r = -1.0
+    if not 0.0 <= r <= 1.0:
+        raise argparse.ArgumentTypeError(f"{v!r} is not a share from 0 to 1")
+    return r
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, metavar="FILE",
                    help="a .tflite or .onnx model (default: the int8 TFLite in ARTIFACTS/manifest.json)")

@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from .__main__ import load_model, narrow_ratio
+from .__main__ import load_model, narrow_ratio, share
 from .clihelp import Help
 from .detect import DetectConfig, Reader
 from .runtime import ModelError
@@ -55,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--narrow-seven", type=narrow_ratio, default=DetectConfig.narrow_seven, metavar="RATIO",
                    help="a digit read as 7 and narrower than RATIO of its height is weighed towards a flagged 1 "
                    "(0: never)")
+    p.add_argument("--dark-surround", type=share, default=DetectConfig.dark_surround, metavar="SHARE",
+                   help="drop a candidate when more than SHARE of the pixels around its ink are as dark as the ink "
+                   "beside them: the table beside a turned sheet, a shadow's tip (0: never)")
+    p.add_argument("--no-upright", dest="upright", action="store_false",
+                   help="read the digits of a turned sheet as they are, not turned back upright (for comparison)")
     p.add_argument("--weak-channel", action="store_true",
                    help="read the darkest colour channel of all three, the paper's weak one too (how the reader "
                    "worked before it read sticky notes; for comparison)")
@@ -80,14 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     maker = FrameMaker(*digits, seed=args.seed, size=(w, h), style=args.style, touching=args.touching, layout=args.layout,
                         paper=args.paper, shadow=args.shadow, turn=args.turn, motion=args.motion)
     reader = Reader(model, DetectConfig(min_confidence=args.min_confidence, recheck_below=args.recheck_below,
-                                        weak_channel=args.weak_channel, narrow_seven=args.narrow_seven))
+                                        weak_channel=args.weak_channel, narrow_seven=args.narrow_seven,
+                                        dark_surround=args.dark_surround, upright=args.upright))
     pairs = []
     for _ in range(args.frames):
         f = maker.make()
         pairs.append((f, reader.read(f.image)))
     result = {"model": str(model.path), "frames": args.frames, "seed": args.seed, "size": size, "layout": args.layout,
               "style": args.style, "paper": args.paper, "shadow": args.shadow, "turn": args.turn, "motion": args.motion,
-              "weak_channel": args.weak_channel, "narrow_seven": args.narrow_seven, "touching": args.touching,
+              "weak_channel": args.weak_channel, "narrow_seven": args.narrow_seven, "dark_surround": args.dark_surround,
+              "upright": args.upright, "touching": args.touching,
               **score(pairs)}
     print(json.dumps(result, indent=1))
     return 0
