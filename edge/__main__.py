@@ -52,26 +52,23 @@ def _detect_config(args) -> DetectConfig:
                         narrow_seven=args.narrow_seven)
 
 
-def narrow_ratio(v: str) -> float:
-    """argparse type of --narrow-seven: a width-to-height ratio from 0 (never) to below 1."""
-    try:
-        r = float(v)
-    except ValueError:
-        r = -1.0
-    if not 0.0 <= r < 1.0:
-        raise argparse.ArgumentTypeError(f"{v!r} is not a width-to-height ratio from 0 (never) to below 1")
-    return r
+def unit_interval(what: str, below_one: bool = False):
+    """An argparse type: a float from 0 to 1 (or to below 1), called ``what`` in its error."""
+
+    def parse(v: str) -> float:
+        try:
+            r = float(v)
+        except ValueError:
+            r = -1.0
+        if not (0.0 <= r < 1.0 if below_one else 0.0 <= r <= 1.0):
+            raise argparse.ArgumentTypeError(f"{v!r} is not {what}")
+        return r
+
+    return parse
 
 
-def share(v: str) -> float:
-    """argparse type of a share from 0 to 1."""
-    try:
-        r = float(v)
-    except ValueError:
-        r = -1.0
-    if not 0.0 <= r <= 1.0:
-        raise argparse.ArgumentTypeError(f"{v!r} is not a share from 0 to 1")
-    return r
+narrow_ratio = unit_interval("a width-to-height ratio from 0 (never) to below 1", below_one=True)  # --narrow-seven
+share = unit_interval("a share from 0 to 1")  # --dark-surround
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
