@@ -106,3 +106,55 @@ def test_help_needs_no_tensorflow():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "--model {mlp,cnn_baseline,cnn_large,edge}" in r.stdout
+
+
+def test_motion_blur_streaks_a_dot_into_a_short_line():
+    """A dot comes out a line MOTION_MIN-MOTION_MAX px long in some direction, peak 1, seeded."""
+    import tensorflow as tf
+
+    from train.augment import MOTION_MAX, motion_blur
+
+    x = np.zeros((16, 28, 28, 1), np.float32)
+    x[:, 14, 14, 0] = 1.0
+    seed = tf.constant([4, 2], tf.int64)
+    out = motion_blur(tf.constant(x), seed).numpy()
+    assert out.shape == x.shape and out.min() >= 0.0
+    assert np.allclose(out.max(axis=(1, 2, 3)), 1.0)
+    for img in out[..., 0]:
+        ys, xs = np.nonzero(img > 0)
+        pts = np.stack([ys, xs], 1).astype(np.float32)
+        spread = np.linalg.svd(pts - pts.mean(0), compute_uv=False) / np.sqrt(len(pts))
+        assert 1.5 <= max(np.ptp(ys), np.ptp(xs)) + 1 <= MOTION_MAX + 2  # a streak, not a dot or a blot
+        assert spread[0] > 1.5 * spread[1]  # longer than it is wide
+    assert np.array_equal(out, motion_blur(tf.constant(x), seed).numpy())
+    dirs = {tuple(np.round(np.linalg.svd(np.stack(np.nonzero(i > 0.5), 1) - np.stack(np.nonzero(i > 0.5), 1).mean(0))[2][0], 1))
+            for i in out[..., 0] if np.count_nonzero(i > 0.5) > 1}
+    assert len(dirs) > 3  # each image its own direction
+
+
+def test_motion_blur_share_of_the_batch(mnist):
+    """augment_batch(motion=0) is the augmentation without streaks, draw for draw; motion=1 streaks
+    every image, which stays a digit image (values in [0, 1], ink left)."""
+    import tensorflow as tf
+
+    from train.augment import augment_batch
+
+    (x, _), _ = mnist
+    xb = tf.constant(x[:64, ..., None].astype(np.float32) / 255.0)
+    seed = tf.constant([1, 7], tf.int64)
+    plain = augment_batch(xb, seed).numpy()
+    assert np.array_equal(plain, augment_batch(xb, seed, motion=0.0).numpy())
+    streaked = augment_batch(xb, seed, motion=1.0).numpy()
+    assert not np.isclose(streaked, plain).all(axis=(1, 2, 3)).any()
+    assert streaked.min() >= 0.0 and streaked.max() <= 1.0 and (streaked.max(axis=(1, 2, 3)) > 0.8).all()
+    half = augment_batch(xb, seed, motion=0.5).numpy()
+    same = np.isclose(half, plain).all(axis=(1, 2, 3))
+    assert 10 < same.sum() < 54  # about half left as they were
+
+
+@pytest.mark.parametrize("frac", ["-0.1", "1.5"])
+def test_motion_blur_out_of_range_is_refused(frac, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--fast", "--motion-blur", frac, "--out", str(tmp_path)])
+    assert e.value.code == 2 and "between 0 and 1" in capsys.readouterr().err
+

@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "for the 1 much of the world writes; MNIST's are straight. Measured with 0.3 at two seeds: pen-drawn "
                    "page frames read 98.7-99.1%% exactly, not 94.8%%, but frames of MNIST digits 0.1-2.6 pp worse "
                    "(and MNIST test accuracy 99.58%%, not 99.62-99.64%%), so off by default")
+    p.add_argument("--motion-blur", type=float, default=0.0, metavar="FRAC",
+                   help="also streak FRAC of each batch's images as by motion during the exposure "
+                   "(train/augment.py), for a webcam or a sheet that moves: see the README's Training section")
     p.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0: all cores)")
     return p
 
@@ -51,12 +54,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--detector-crops must be 0 or more")
     if not 0.0 <= args.flagged_ones <= 1.0:
         parser.error(f"--flagged-ones is a fraction of the training ones, between 0 and 1 (got {args.flagged_ones})")
+    if not 0.0 <= args.motion_blur <= 1.0:
+        parser.error(f"--motion-blur is a share of each batch, between 0 and 1 (got {args.motion_blur})")
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     from .train import TrainConfig, run  # noqa: PLC0415
 
     cfg = TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                       out=args.out, data_dir=args.data, download=args.download, fast=args.fast,
-                      threads=args.threads, detector_crops=args.detector_crops, flagged_ones=args.flagged_ones)
+                      threads=args.threads, detector_crops=args.detector_crops, flagged_ones=args.flagged_ones,
+                      motion_blur=args.motion_blur)
     try:
         run(cfg)
     except DataError as e:

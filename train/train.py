@@ -38,6 +38,7 @@ class TrainConfig:
     threads: int = 0  # 0: all cores
     detector_crops: int = 0  # extra training images cut by the edge detector (train.crops)
     flagged_ones: float = 0.0  # this fraction of the training ones is added again with a flag (train.flags)
+    motion_blur: float = 0.0  # this share of each batch is also streaked by motion (train.augment.motion_blur)
 
 
 @dataclass
@@ -95,7 +96,7 @@ def _lr_schedule(recipe, steps_per_epoch: int, epochs: int):
     return recipe.lr
 
 
-def _dataset(x, y, *, batch: int, seed: int, augment: bool):
+def _dataset(x, y, *, batch: int, seed: int, augment: bool, motion: float = 0.0):
     """Shuffled, repeated, batched tf.data pipeline; augmentation keyed by (seed, global step)."""
     import tensorflow as tf
 
@@ -108,7 +109,7 @@ def _dataset(x, y, *, batch: int, seed: int, augment: bool):
         xb, yb = xy
         xb = tf.cast(xb, tf.float32)[..., None] / 255.0
         if augment:
-            xb = augment_batch(xb, tf.stack([tf.constant(seed, tf.int64), step]))
+            xb = augment_batch(xb, tf.stack([tf.constant(seed, tf.int64), step]), motion=motion)
         return xb, yb
 
     return ds.enumerate().map(prep, num_parallel_calls=1, deterministic=True).prefetch(2)
@@ -229,7 +230,7 @@ def run(cfg: TrainConfig) -> TrainResult:
     )
     y_fit = np.eye(10, dtype=np.float32)[y_train]
     y_val_fit = np.eye(10, dtype=np.float32)[y_val]
-    train_ds = _dataset(x_train, y_fit, batch=batch, seed=cfg.seed, augment=recipe.augment)
+    train_ds = _dataset(x_train, y_fit, batch=batch, seed=cfg.seed, augment=recipe.augment, motion=cfg.motion_blur)
     val = (contract.to_float(x_val), y_val_fit)
     callbacks = []
     if recipe.early_stopping and not cfg.fast:
