@@ -158,3 +158,13 @@ def test_motion_blur_out_of_range_is_refused(frac, tmp_path, capsys):
         main(["--fast", "--motion-blur", frac, "--out", str(tmp_path)])
     assert e.value.code == 2 and "between 0 and 1" in capsys.readouterr().err
 
+
+@pytest.mark.parametrize("size", [2, 3])
+def test_max_pool_with_the_batch_as_channels_is_tf_max_pool(size):
+    import tensorflow as tf
+
+    from train.augment import _max_pool
+
+    x = tf.random.stateless_uniform((5, 28, 28, 1), seed=[3, size])
+    assert np.array_equal(_max_pool(x, size).numpy(), tf.nn.max_pool2d(x, size, 1, "SAME").numpy())
+    assert np.array_equal(-_max_pool(-x, size).numpy(), -tf.nn.max_pool2d(-x, size, 1, "SAME").numpy())
