@@ -281,6 +281,7 @@ LIGHT_EDGE = 0.05  # light ink keeps off the frame's edges: at most this share o
 
 HARD_EDGE_REACH = 3  # small (quarter-size) pixels: how far past a hard edge the estimate runs
 HARD_EDGE_SLACK = 0.06  # a fall of the paper's estimate under this share of it is light, not an edge
+LOCAL_PAPER = 0.04  # near a hard edge, the paper is also read from a closing this share of the shorter side wide
 
 
 @functools.lru_cache(maxsize=8)
@@ -316,9 +317,21 @@ def ink_map(gray: np.ndarray, stroke_hint: float | None = None) -> np.ndarray:
     # its darkest neighbour's level there: a pixel no brighter than that is the shadow's paper.
     lo = cv2.erode(paper, _square(2 * HARD_EDGE_REACH + 1))
     lo = cv2.subtract(paper, cv2.subtract(cv2.subtract(paper, lo), cv2.convertScaleAbs(paper, alpha=HARD_EDGE_SLACK)))
+    steep = cv2.countNonZero(cv2.subtract(paper, lo)) > 0
     lo = cv2.resize(lo, (w, h), interpolation=cv2.INTER_LINEAR)
     paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
-    paper = cv2.min(paper, cv2.max(lo, gray))
+    let_down = cv2.max(lo, gray)
+    # That let a pencil line on the lit side, no darker than the shadow's paper, down to paper too:
+    # a digit crossing the edge came out in two pieces (half the false digits of 200 frames with
+    # hard shadows). A closing LOCAL_PAPER of the frame wide fills such lines but follows the
+    # edge, so where there is a steep edge the paper may also be what it says (the brighter of
+    # the two: a stroke wider than that closing is let down as before). Hard shadows: 85.7 ->
+    # 91.2% of frames exactly (28 -> 14 false digits), pen-drawn 81.8 -> 89.6%; 0.2-0.4 ms, and
+    # only on frames with a steep edge (a shadow's, the sheet's against the table).
+    if steep and LOCAL_PAPER:
+        k = max(5, int(min(h, w) * LOCAL_PAPER) | 1)
+        let_down = cv2.max(let_down, cv2.morphologyEx(gray, cv2.MORPH_CLOSE, _square(k)))
+    paper = cv2.min(paper, let_down)
     paper = cv2.max(paper, gray)  # where the estimate is too dark, it is paper after all
     dark = cv2.subtract(paper, gray)
     # ratio = dark / paper, with the paper floored so noise in near-black areas is not "ink".

@@ -597,6 +597,28 @@ def test_a_hard_shadows_edge_is_not_ink(test_digits):
         FrameMaker(seed=0, shadow="dappled")
 
 
+def test_a_pencil_stroke_crossing_a_hard_shadows_edge_stays_whole():
+    """Beside a sharp shadow edge the paper's estimate is let down to the shadow's level; a pencil
+    line on the lit side, no darker than the shadowed paper, was called paper there too, and a
+    digit crossing the edge came out as two pieces (half the false digits of frames with hard
+    shadows). Near such an edge the paper is also read from a closing a few strokes wide, which
+    fills the line but follows the edge, so the line stays ink on both sides of it."""
+    from edge.detect import ink_map
+
+    gray = _hard_shadow(depth=0.6, centre=(1.0, 0.5), cover=(0.5, 2.0))  # lit left, shadow from x = 320
+    lit = float(np.median(gray[:, :250]))
+    shade = float(np.median(gray[:, 400:]))
+    pencil = np.zeros_like(gray)
+    cv2.line(pencil, (200, 240), (440, 240), 255, 3)
+    light = np.where(np.arange(640) < 320, 1.0, shade / lit)[None, :]
+    img = np.where(pencil > 0, np.clip(shade * 1.05 * light, 0, 255), gray).astype(np.uint8)  # as dark as the shadow
+    ink = ink_map(img)
+    row = ink[240, 200:440]
+    assert (row >= DetectConfig.ink_low * 255).all(), np.flatnonzero(row < DetectConfig.ink_low * 255) + 200
+    # ...and the edge itself, away from the line, is still not ink.
+    assert ink[100, 300:340].max() < DetectConfig.ink_low * 255
+
+
 def test_the_table_beside_a_turned_sheet_is_not_a_digit():
     from edge.detect import _dark_surround
 
