@@ -8,13 +8,14 @@ ARTIFACTS ?= artifacts
 MODEL     ?= edge
 EPOCHS    ?=
 SEED      ?= 1
+TRAIN_FLAGS ?=
 MNIST_DIR ?=
 export MNIST_DIR
 
 .NOTPARALLEL:
 
 STAMP := $(VENV)/.installed-stamp
-TRAIN_ARGS := --model $(MODEL) --seed $(SEED) --out $(ARTIFACTS) $(if $(EPOCHS),--epochs $(EPOCHS),)
+TRAIN_ARGS := --model $(MODEL) --seed $(SEED) --out $(ARTIFACTS) $(if $(EPOCHS),--epochs $(EPOCHS),) $(TRAIN_FLAGS)
 
 .PHONY: all venv train export parity run evaluate bench test clean help
 
@@ -32,7 +33,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)  ## create .venv and install the project with every extra
 
-train: $(STAMP)  ## train $(MODEL) into $(ARTIFACTS)/ (EPOCHS, SEED, MNIST_DIR)
+train: $(STAMP)  ## train $(MODEL) into $(ARTIFACTS)/ (EPOCHS, SEED, MNIST_DIR; TRAIN_FLAGS: more `python -m train` flags)
 	$(PY) -m train $(TRAIN_ARGS)
 
 export: $(STAMP)  ## $(ARTIFACTS)/model.keras -> TFLite/ONNX float32+int8 + manifest.json

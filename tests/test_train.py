@@ -168,3 +168,21 @@ def test_max_pool_with_the_batch_as_channels_is_tf_max_pool(size):
     x = tf.random.stateless_uniform((5, 28, 28, 1), seed=[3, size])
     assert np.array_equal(_max_pool(x, size).numpy(), tf.nn.max_pool2d(x, size, 1, "SAME").numpy())
     assert np.array_equal(-_max_pool(-x, size).numpy(), -tf.nn.max_pool2d(-x, size, 1, "SAME").numpy())
+
+
+def test_make_train_passes_train_flags_on():
+    """`make all TRAIN_FLAGS="--motion-blur 0.3"` trains with them; without, the command is as before."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    root = Path(__file__).resolve().parents[1]
+
+    def train_line(*args):
+        out = subprocess.run(["make", "-n", "train", *args], cwd=root, capture_output=True, text=True, check=True).stdout
+        return [ln for ln in out.splitlines() if "-m train " in ln][-1].split()
+
+    assert train_line("TRAIN_FLAGS=--motion-blur 0.3", "ARTIFACTS=elsewhere")[-4:] == ["--out", "elsewhere", "--motion-blur", "0.3"]
+    assert train_line()[-2:] == ["--out", "artifacts"]
