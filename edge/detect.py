@@ -315,9 +315,10 @@ def ink_map(gray: np.ndarray, stroke_hint: float | None = None) -> np.ndarray:
     # ink ("1"s, strokes joined to it). Where the estimate falls steeply, by more than
     # HARD_EDGE_SLACK of itself within HARD_EDGE_REACH small pixels, it is also allowed down to
     # its darkest neighbour's level there: a pixel no brighter than that is the shadow's paper.
-    lo = cv2.erode(paper, _square(2 * HARD_EDGE_REACH + 1))
-    lo = cv2.subtract(paper, cv2.subtract(cv2.subtract(paper, lo), cv2.convertScaleAbs(paper, alpha=HARD_EDGE_SLACK)))
-    steep = cv2.countNonZero(cv2.subtract(paper, lo)) > 0
+    fall = cv2.subtract(cv2.subtract(paper, cv2.erode(paper, _square(2 * HARD_EDGE_REACH + 1))),
+                        cv2.convertScaleAbs(paper, alpha=HARD_EDGE_SLACK))
+    lo = cv2.subtract(paper, fall)
+    steep = cv2.countNonZero(fall) > 0
     lo = cv2.resize(lo, (w, h), interpolation=cv2.INTER_LINEAR)
     paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
     let_down = cv2.max(lo, gray)
