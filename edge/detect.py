@@ -893,6 +893,10 @@ SKEW_RISE = 0.45  # ...and rises or falls at most this share of that (24 degrees
 # The slope is taken from at least this many pairs of neighbours: two-digit lines wobble by up to
 # 8 degrees each (a digit's baseline), and three of them once made a slope that merged two lines.
 SKEW_PAIRS = 3
+# Two pairs are enough when both slope the same way by at least this many degrees: a sheet turned
+# 15 degrees that shows two short lines ("25" over "72") otherwise read as one line, "2572"; two
+# pairs of level frames' digits sloped at most 8 and 11, or 9 and 7 (1,500 frames of seven sets).
+SKEW_FEW_MIN = 9.0
 
 
 def skew(boxes: list[tuple[int, int, int, int]]) -> float:
@@ -904,7 +908,7 @@ def skew(boxes: list[tuple[int, int, int, int]]) -> float:
     ``SKEW_RISE`` of that): a sheet or a phone turned by 10 degrees puts one line's last digit a
     whole digit lower than its first, and the lines ran into each other."""
     n = len(boxes)
-    if n <= SKEW_PAIRS:
+    if n < 3:
         return 0.0
     # Plain Python over the boxes in order of x, each compared with those to its right within
     # reach: 45 us for a 10-digit frame, where the same on 10 x 10 numpy arrays took 110.
@@ -929,7 +933,8 @@ def skew(boxes: list[tuple[int, int, int, int]]) -> float:
                 left_dx[j], left[j] = dx, i
     slopes = sorted(math.atan2(c[j][1] - c[i][1], c[j][0] - c[i][0]) for i, j in enumerate(right) if j >= 0 and left[j] == i)
     k = len(slopes)
-    if k < SKEW_PAIRS:
+    if k < SKEW_PAIRS and not (k == 2 and min(abs(slopes[0]), abs(slopes[1])) >= math.radians(SKEW_FEW_MIN)
+                               and (slopes[0] > 0) == (slopes[1] > 0)):
         return 0.0
     angle = slopes[k // 2] if k % 2 else (slopes[k // 2 - 1] + slopes[k // 2]) / 2  # the median
     return angle if abs(angle) >= math.radians(SKEW_MIN) else 0.0

@@ -168,9 +168,20 @@ def test_lines_on_a_turned_page_are_read_along_their_slope():
     assert skew(level) == 0.0
     wobble = [(x, y + (0, 4, -3, 2, -4, 1)[i % 6], w, h) for i, (x, y, w, h) in enumerate(level)]
     assert group_lines(wobble) == [list(range(6)), list(range(6, 12))]
-    # Two short lines give too few neighbours to tell a slope from a wobble.
-    short = [(300, 40, 40, 60), (350, 52, 40, 60), (60, 130, 40, 60), (110, 145, 40, 60)]
+    # Two short lines give few neighbours to tell a slope from a wobble: two pairs sloping less
+    # than SKEW_FEW_MIN, or opposite ways, are a wobble...
+    short = [(300, 40, 40, 60), (350, 46, 40, 60), (60, 130, 40, 60), (110, 138, 40, 60)]  # 7 and 9 degrees
     assert skew(short) == 0.0
+    assert skew([(300, 40, 40, 60), (350, 52, 40, 60), (60, 130, 40, 60), (110, 118, 40, 60)]) == 0.0
+    # ...and two pairs that both slope 9 degrees or more the same way are a turned sheet: "25" over
+    # "72" (further right) turned 15 degrees, where level bands read one line "2572".
+    a = math.radians(-15)
+    turned = []
+    for x, y in ((0, 0), (55, 0), (220, 81), (275, 81)):
+        turned.append((int(200 + x * math.cos(a) - y * math.sin(a)), int(150 + x * math.sin(a) + y * math.cos(a)), 40, 60))
+    assert abs(math.degrees(skew(turned)) + 15) < 1.5
+    assert group_lines(turned) == [[0, 1], [2, 3]]
+    assert group_lines(turned, 0.0) != [[0, 1], [2, 3]]
 
 
 def test_one_big_digit_filling_the_image(test_digits, int8_model):
