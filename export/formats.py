@@ -54,10 +54,67 @@ class ConversionError(RuntimeError):
 
 
 # -- TFLite ------------------------------------------------------------------------------------
-def _tflite_converter(ctx: Context):
+def _tflite_converter(ctx: Context, stem_as_blocks: bool = False):
     import tensorflow as tf
 
-    return tf.lite.TFLiteConverter.from_keras_model(ctx.fixed_model())
+    model = ctx.fixed_model()
+    if stem_as_blocks:
+        if "s2d" not in ctx.cache:
+            ctx.cache["s2d"] = space_to_depth_stem(model)
+        model = ctx.cache["s2d"] or model
+    return tf.lite.TFLiteConverter.from_keras_model(model)
+
+
+def space_to_depth_stem(model):
+    """The same function with its first layer, a 5x5 stride-2 "same" conv on one channel, done as
+    space-to-depth (2x2 blocks: 28x28x1 -> 14x14x4) and a 3x3 stride-1 "same" conv; None when
+    the model does not start so, or is not a chain of single-input layers.
+
+    Why: XNNPACK's int8 kernel for a conv on one input channel is slow on an AVX2 CPU (the edge
+    model's stem: 45 us of a 170 us call, against 6 us in float and 21 us in TFLite's own int8
+    kernel); on four channels it takes 18 us. The conv's weights are moved, not changed (a tap
+    the 5x5 kernel does not have is 0), so per-channel int8 scales and every output are the same.
+    With "same" padding a 5x5 stride-2 window over rows 2i-1..2i+3 is the 2x2 blocks i-1..i+1,
+    minus the first block's first row.
+    """
+    import keras
+    import tensorflow as tf
+
+    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    if len(layers) == 1 and isinstance(layers[0], keras.Model):  # the batch-1 wrapper of fixed_model
+        layers = [l for l in layers[0].layers if not isinstance(l, keras.layers.InputLayer)]
+    if not layers or not isinstance(layers[0], keras.layers.Conv2D) or type(layers[0]) is not keras.layers.Conv2D:
+        return None
+    stem = layers[0]
+    shape = tuple(model.input.shape)
+    if (stem.kernel_size != (5, 5) or stem.strides != (2, 2) or stem.padding != "same" or stem.groups != 1
+            or stem.dilation_rate != (1, 1) or len(shape) != 4 or shape[-1] != 1 or shape[1] % 2 or shape[2] % 2):
+        return None
+    for prev, layer in zip(layers, layers[1:]):  # a chain: each layer's one input is the previous one's output
+        try:
+            if layer.input is not prev.output:
+                return None
+        except (AttributeError, ValueError):
+            return None
+    w = stem.get_weights()
+    kernel = w[0]  # (5, 5, 1, out)
+    moved = np.zeros((3, 3, 4, kernel.shape[-1]), kernel.dtype)
+    for by in range(3):
+        for bx in range(3):
+            for sy in range(2):
+                for sx in range(2):
+                    ty, tx = 2 * by + sy - 1, 2 * bx + sx - 1  # the 5x5 tap at block offset (by-1, bx-1)
+                    if 0 <= ty < 5 and 0 <= tx < 5:
+                        moved[by, bx, sy * 2 + sx] = kernel[ty, tx, 0]
+    inp = keras.Input(batch_shape=shape, name="image")
+    x = keras.layers.Lambda(lambda t: tf.nn.space_to_depth(t, 2), name="space_to_depth")(inp)
+    conv = keras.layers.Conv2D(stem.filters, 3, padding="same", use_bias=stem.use_bias,
+                               activation=stem.activation, name=f"{stem.name}_s2d")
+    x = conv(x)
+    conv.set_weights([moved] + w[1:])
+    for layer in layers[1:]:
+        x = layer(x, training=False)
+    return keras.Model(inp, x, name=f"{model.name}_s2d")
 
 
 def build_tflite_float32(ctx: Context, path: Path) -> dict:
@@ -76,7 +133,7 @@ def _representative(ctx: Context):
 def build_tflite_int8(ctx: Context, path: Path) -> dict:
     import tensorflow as tf
 
-    conv = _tflite_converter(ctx)
+    conv = _tflite_converter(ctx, stem_as_blocks=True)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = _representative(ctx)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -86,7 +143,10 @@ def build_tflite_int8(ctx: Context, path: Path) -> dict:
     float_tensors = tflite_float_tensors(path)
     if float_tensors:
         raise ConversionError(f"float tensors left in the int8 graph: {', '.join(float_tensors[:5])}")
-    return {"quantization": "full-integer post-training, per-channel int8 weights, int8 activations and I/O"}
+    notes = {"quantization": "full-integer post-training, per-channel int8 weights, int8 activations and I/O"}
+    if ctx.cache.get("s2d") is not None:
+        notes["stem"] = "5x5 stride-2 conv as space-to-depth + 3x3 conv (the same function; faster in XNNPACK int8)"
+    return notes
 
 
 def tflite_float_tensors(path: Path) -> list[str]:

@@ -65,6 +65,59 @@ def test_int8_artifacts_are_integer(exported):
     assert m.get("onnx_int8").entry["activation_type"] in ("int8", "uint8")
 
 
+def test_int8_stem_is_space_to_depth_and_the_same_function(exported):
+    """The int8 TFLite's 5x5 stride-2 stem is a space-to-depth and a 3x3 conv (XNNPACK's int8
+    kernel on one channel is slow); the float TFLite keeps the Keras graph."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    m = load_manifest(exported)
+    ops = {}
+    for key in ("tflite_int8", "tflite_float32"):
+        interp = Interpreter(model_path=str(m.get(key).path))
+        ops[key] = [d["op_name"] for d in interp._get_ops_details()]
+    assert ops["tflite_int8"][0] == "SPACE_TO_DEPTH" and "SPACE_TO_DEPTH" not in ops["tflite_float32"]
+    assert "space-to-depth" in m.get("tflite_int8").entry["stem"]
+
+
+def _stem_model(first):
+    import keras
+
+    inp = keras.Input((28, 28, 1))
+    x = first(inp)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU(6.0)(x)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Flatten()(x)
+    out = keras.layers.Dense(10, activation="softmax")(x)
+    model = keras.Model(inp, out)
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(0.0, 0.5, w.shape).astype(np.float32) + (1.0 if w.ndim == 1 else 0.0)
+                       for w in model.get_weights()])  # BatchNorm variances stay positive
+    return model
+
+
+def test_space_to_depth_stem_computes_what_the_5x5_conv_did():
+    import keras
+
+    from export.formats import space_to_depth_stem
+
+    model = _stem_model(keras.layers.Conv2D(8, 5, strides=2, padding="same", use_bias=False))
+    moved = space_to_depth_stem(model)
+    assert moved is not None and moved.layers[1].name == "space_to_depth"
+    x = np.random.default_rng(1).random((16, 28, 28, 1), dtype=np.float32)
+    np.testing.assert_allclose(moved(x, training=False), model(x, training=False), atol=1e-5)
+    with_bias = _stem_model(keras.layers.Conv2D(8, 5, strides=2, padding="same"))
+    np.testing.assert_allclose(space_to_depth_stem(with_bias)(x), with_bias(x, training=False), atol=1e-5)
+    # Any other first layer is left alone.
+    for first in (keras.layers.Conv2D(8, 5, padding="same"), keras.layers.Conv2D(8, 5, strides=2),
+                  keras.layers.Conv2D(8, 3, strides=2, padding="same")):
+        assert space_to_depth_stem(_stem_model(first)) is None
+    inp = keras.Input((28, 28, 1))  # not a chain: the stem's output is used twice
+    stem = keras.layers.Conv2D(8, 5, strides=2, padding="same")(inp)
+    branch = keras.layers.Add()([stem, keras.layers.Conv2D(8, 3, padding="same")(stem)])
+    assert space_to_depth_stem(keras.Model(inp, keras.layers.Flatten()(branch))) is None
+
+
 def _copy(exported, tmp_path):
     d = tmp_path / "art"
     shutil.copytree(exported, d)
