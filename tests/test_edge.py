@@ -504,6 +504,9 @@ def test_pick_split_weighs_pieces_whole_and_neck():
     # Each extra piece must be right too: three sure-ish pieces lose to two.
     assert pick_split(0.3, [(np.full(3, 0.9), 0.5), (np.full(2, 0.9), 0.5)]) == 1
     assert pick_split(None, [(np.array([0.2, 0.3]), 0.2)]) == 0  # too wide for one digit: the best cut
+    # A whole wider than tall is less likely one digit: "41" read as a sure 4, a sure cut at a neck.
+    cut = [(np.array([0.95, 0.93]), 0.6)]
+    assert pick_split(0.97, cut, aspect=0.9) == -1 and pick_split(0.97, cut, aspect=1.3) == 0
 
 
 def test_a_wide_single_digit_is_not_cut(int8_model):
