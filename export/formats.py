@@ -83,7 +83,7 @@ def space_to_depth_stem(model):
     layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
     if len(layers) == 1 and isinstance(layers[0], keras.Model):  # the batch-1 wrapper of fixed_model
         layers = [l for l in layers[0].layers if not isinstance(l, keras.layers.InputLayer)]
-    if not layers or not isinstance(layers[0], keras.layers.Conv2D) or type(layers[0]) is not keras.layers.Conv2D:
+    if not layers or type(layers[0]) is not keras.layers.Conv2D:  # exactly Conv2D, not a subclass
         return None
     stem = layers[0]
     shape = tuple(model.input.shape)
