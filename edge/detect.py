@@ -919,7 +919,7 @@ def skew(boxes: list[tuple[int, int, int, int]]) -> float:
     ``SKEW_RISE`` of that): a sheet or a phone turned by 10 degrees puts one line's last digit a
     whole digit lower than its first, and the lines ran into each other."""
     n = len(boxes)
-    if n < 3:
+    if n < 3:  # two pairs of neighbours take three digits at least
         return 0.0
     # Plain Python over the boxes in order of x, each compared with those to its right within
     # reach: 45 us for a 10-digit frame, where the same on 10 x 10 numpy arrays took 110.

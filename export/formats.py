@@ -54,17 +54,6 @@ class ConversionError(RuntimeError):
 
 
 # -- TFLite ------------------------------------------------------------------------------------
-def _tflite_converter(ctx: Context, stem_as_blocks: bool = False):
-    import tensorflow as tf
-
-    model = ctx.fixed_model()
-    if stem_as_blocks:
-        if "s2d" not in ctx.cache:
-            ctx.cache["s2d"] = space_to_depth_stem(model)
-        model = ctx.cache["s2d"] or model
-    return tf.lite.TFLiteConverter.from_keras_model(model)
-
-
 def space_to_depth_stem(model):
     """The same function with its first layer, a 5x5 stride-2 "same" conv on one channel, done as
     space-to-depth (2x2 blocks: 28x28x1 -> 14x14x4) and a 3x3 stride-1 "same" conv; None when
@@ -118,7 +107,9 @@ def space_to_depth_stem(model):
 
 
 def build_tflite_float32(ctx: Context, path: Path) -> dict:
-    path.write_bytes(_tflite_converter(ctx).convert())
+    import tensorflow as tf
+
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(ctx.fixed_model()).convert())
     return {}
 
 
@@ -133,7 +124,8 @@ def _representative(ctx: Context):
 def build_tflite_int8(ctx: Context, path: Path) -> dict:
     import tensorflow as tf
 
-    conv = _tflite_converter(ctx, stem_as_blocks=True)
+    blocks = space_to_depth_stem(ctx.fixed_model())
+    conv = tf.lite.TFLiteConverter.from_keras_model(blocks or ctx.fixed_model())
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = _representative(ctx)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -144,7 +136,7 @@ def build_tflite_int8(ctx: Context, path: Path) -> dict:
     if float_tensors:
         raise ConversionError(f"float tensors left in the int8 graph: {', '.join(float_tensors[:5])}")
     notes = {"quantization": "full-integer post-training, per-channel int8 weights, int8 activations and I/O"}
-    if ctx.cache.get("s2d") is not None:
+    if blocks is not None:
         notes["stem"] = "5x5 stride-2 conv as space-to-depth + 3x3 conv (the same function; faster in XNNPACK int8)"
     return notes
 
