@@ -1042,7 +1042,7 @@ class Reader:
                         crops.append(p.crop)
                 rows[(i, k)] = [seen[id(p)] for p in split.parts]
         probs = self.model.predict_uint8(np.stack(crops))
-        if len(rows) == len(cands):  # nothing wide: one row per candidate, in order
+        if len(crops) == len(cands):  # nothing wide: one row per candidate, in order
             return cands, probs
         out, out_rows = [], []
         for i, c in enumerate(cands):

@@ -493,6 +493,28 @@ def test_a_piece_two_cuts_share_is_cut_and_read_once():
     assert model.n == len({id(p) for p in parts})
 
 
+def test_a_row_too_wide_for_one_digit_with_one_way_to_cut_it_is_read_as_its_pieces():
+    """A box too wide to be one digit has no crop of its own; with one way to cut it, it has one
+    entry among the reader's rows like a plain digit, but two crops. The reader once took that
+    for "nothing wide" and paired the pieces' probabilities with the candidates (a frame streaked
+    by motion raised IndexError in the recheck)."""
+    from edge.detect import Candidate, Split
+
+    crop = np.zeros((28, 28), np.uint8)
+    parts = [Candidate((0, 0, 10, 20), crop), Candidate((12, 0, 10, 20), crop)]
+    row = Candidate((0, 0, 50, 20), None, None, [Split(parts, 1.0)])
+    plain = Candidate((60, 0, 10, 20), crop)
+
+    class Sure:
+        def predict_uint8(self, crops):
+            return np.tile(np.eye(10, dtype=np.float32)[3], (len(crops), 1))
+
+    for cands in ([row], [row, plain]):
+        out, probs = Reader(Sure())._classify(cands)
+        assert [c.box for c in out] == [p.box for p in parts] + [c.box for c in cands[1:]]
+        assert len(probs) == len(out)
+
+
 def test_pick_split_weighs_pieces_whole_and_neck():
     from edge.detect import pick_split
 
