@@ -69,6 +69,7 @@ def unit_interval(what: str, below_one: bool = False):
 
 narrow_ratio = unit_interval("a width-to-height ratio from 0 (never) to below 1", below_one=True)  # --narrow-seven
 share = unit_interval("a share from 0 to 1")  # --dark-surround
+edge_ratio = unit_interval("an edge-direction ratio from 0 (never) to 1")  # edge.evaluate --streak
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:

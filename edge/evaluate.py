@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from .__main__ import load_model, narrow_ratio, share
+from .__main__ import edge_ratio, load_model, narrow_ratio, share
 from .clihelp import Help
 from .detect import DetectConfig, Reader
 from .runtime import ModelError
@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dark-surround", type=share, default=DetectConfig.dark_surround, metavar="SHARE",
                    help="drop a candidate when more than SHARE of the pixels around its ink are as dark as the ink "
                    "beside them: the table beside a turned sheet, a shadow's tip (0: never)")
+    p.add_argument("--streak", type=edge_ratio, default=DetectConfig.streak, metavar="RATIO",
+                   help="a frame whose digits' edges face one way more than RATIO (0: all one way, 1: all ways "
+                   "alike) is taken as streaked by motion, and its faint strokes are followed further (0: never)")
     p.add_argument("--no-upright", dest="upright", action="store_false",
                    help="read the digits of a turned sheet as they are, not turned back upright (for comparison)")
     p.add_argument("--weak-channel", action="store_true",
@@ -86,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
                         paper=args.paper, shadow=args.shadow, turn=args.turn, motion=args.motion)
     reader = Reader(model, DetectConfig(min_confidence=args.min_confidence, recheck_below=args.recheck_below,
                                         weak_channel=args.weak_channel, narrow_seven=args.narrow_seven,
-                                        dark_surround=args.dark_surround, upright=args.upright))
+                                        dark_surround=args.dark_surround, upright=args.upright,
+                                        streak=args.streak))
     pairs = []
     for _ in range(args.frames):
         f = maker.make()
@@ -94,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"model": str(model.path), "frames": args.frames, "seed": args.seed, "size": size, "layout": args.layout,
               "style": args.style, "paper": args.paper, "shadow": args.shadow, "turn": args.turn, "motion": args.motion,
               "weak_channel": args.weak_channel, "narrow_seven": args.narrow_seven, "dark_surround": args.dark_surround,
-              "upright": args.upright, "touching": args.touching,
+              "upright": args.upright, "streak": args.streak, "touching": args.touching,
               **score(pairs)}
     print(json.dumps(result, indent=1))
     return 0

@@ -655,6 +655,51 @@ def test_a_pencil_stroke_crossing_a_hard_shadows_edge_stays_whole():
     assert ink[100, 300:340].max() < DetectConfig.ink_low * 255
 
 
+def _pen_line(labels, contrast: float, streak_px: int = 0) -> np.ndarray:
+    """Thin-pen digits (1.5 px) in a line on grey paper, streaked ``streak_px`` px up and down."""
+    from edge.pen import pen_digit
+
+    rng = np.random.default_rng(3)
+    page = np.full((480, 640), 230.0, np.float32)
+    x = 120
+    for label in labels:
+        a = pen_digit(label, 40, rng, pen=1.5)
+        page[200 : 200 + a.shape[0], x : x + a.shape[1]] -= a * contrast
+        x += a.shape[1] + 20
+    img = np.clip(page, 0, 255).astype(np.uint8)
+    if streak_px:
+        k = np.zeros((streak_px, streak_px), np.float32)
+        k[:, streak_px // 2] = 1.0 / streak_px
+        img = cv2.filter2D(img, -1, k)
+    return img
+
+
+def test_a_frame_streaked_by_motion_keeps_its_faint_strokes():
+    """A thin pen line streaked across its length fades under the strong-ink level: on a frame
+    streaked 9 px up and down, the 5's and the 2's level strokes were lost and the 5 came apart
+    into two "1"s. Such a frame is told by its kept ink's edges all facing one way (streak), and
+    its faint ink is then followed along itself from strong ink; a still frame is read as before."""
+    from edge.detect import STREAK_INK, ink_map, streak
+
+    still, streaked = _pen_line((5, 2, 7, 4), 150), _pen_line((5, 2, 7, 4), 150, streak_px=9)
+    kept = {name: (ink_map(img) >= DetectConfig.ink_low * 255).astype(np.uint8) * 255
+            for name, img in (("still", still), ("streaked", streaked))}
+    level = int(STREAK_INK * DetectConfig.ink_high * 255)
+    assert (streak(ink_map(still), kept["still"], level) > DetectConfig.streak
+            > streak(ink_map(streaked), kept["streaked"], level))
+
+    def widths(img, **kw):
+        return [c.box[2] for c in sorted(find_candidates(img, DetectConfig(**kw))[0], key=lambda c: c.box[0])]
+
+    assert widths(still) == widths(still, streak=0.0)  # a still frame: nothing changes
+    off, on = widths(streaked, streak=0.0), widths(streaked)
+    assert len(off) == 5 and min(off[:2]) < 10, off  # the 5 in two slivers
+    assert len(on) == 4 and min(on[:2]) >= 0.8 * min(widths(still)[:2]), on  # the 5 and the 2 whole
+    # Nothing streaked or nothing kept: not streaked.
+    assert streak(ink_map(still), np.zeros_like(still), level) == 1.0
+    assert streak(ink_map(still)[:3], kept["still"][:3], level) == 1.0
+
+
 def test_the_table_beside_a_turned_sheet_is_not_a_digit():
     from edge.detect import _dark_surround
 
@@ -804,7 +849,7 @@ def test_evaluate_reports_recall_accuracy_and_text_for_every_style_and_layout(ex
         assert evaluate_main(["--frames", "3", "--artifacts", str(exported), *argv]) == 0
         result = json.loads(capsys.readouterr().out)
         assert result["frames"] == 3 and result["digits"] >= 3 and 0 <= result["exact_text"] <= 1
-        assert {"recall", "accuracy", "false_positives", "style", "layout", "touching", "paper", "weak_channel", "shadow", "turn", "motion"} <= set(result)
+        assert {"recall", "accuracy", "false_positives", "style", "layout", "touching", "paper", "weak_channel", "shadow", "turn", "motion", "streak"} <= set(result)
     assert result["paper"] == "sticky" and result["weak_channel"] is True and result["shadow"] == "hard"
     assert result["turn"] == 12 and result["motion"] == 6
     # Every option at its default draws the frames as before: --motion 0 and --turn 0 take no draws.
