@@ -682,11 +682,11 @@ def test_a_frame_streaked_by_motion_keeps_its_faint_strokes():
     from edge.detect import STREAK_INK, ink_map, streak
 
     still, streaked = _pen_line((5, 2, 7, 4), 150), _pen_line((5, 2, 7, 4), 150, streak_px=9)
-    kept = {name: (ink_map(img) >= DetectConfig.ink_low * 255).astype(np.uint8) * 255
-            for name, img in (("still", still), ("streaked", streaked))}
+    ink = {"still": ink_map(still), "streaked": ink_map(streaked)}
+    kept = {name: (m >= DetectConfig.ink_low * 255).astype(np.uint8) * 255 for name, m in ink.items()}
     level = int(STREAK_INK * DetectConfig.ink_high * 255)
-    assert (streak(ink_map(still), kept["still"], level) > DetectConfig.streak
-            > streak(ink_map(streaked), kept["streaked"], level))
+    assert (streak(ink["still"], kept["still"], level) > DetectConfig.streak
+            > streak(ink["streaked"], kept["streaked"], level))
 
     def widths(img, **kw):
         return [c.box[2] for c in sorted(find_candidates(img, DetectConfig(**kw))[0], key=lambda c: c.box[0])]
@@ -696,8 +696,8 @@ def test_a_frame_streaked_by_motion_keeps_its_faint_strokes():
     assert len(off) == 5 and min(off[:2]) < 10, off  # the 5 in two slivers
     assert len(on) == 4 and min(on[:2]) >= 0.8 * min(widths(still)[:2]), on  # the 5 and the 2 whole
     # Nothing streaked or nothing kept: not streaked.
-    assert streak(ink_map(still), np.zeros_like(still), level) == 1.0
-    assert streak(ink_map(still)[:3], kept["still"][:3], level) == 1.0
+    assert streak(ink["still"], np.zeros_like(still), level) == 1.0
+    assert streak(ink["still"][:3], kept["still"][:3], level) == 1.0
 
 
 def test_the_table_beside_a_turned_sheet_is_not_a_digit():
