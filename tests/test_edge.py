@@ -774,6 +774,69 @@ def test_digits_on_a_turned_sheet_are_turned_back_upright():
     assert len(reading.lines) == 2 and [len(ln) for ln in reading.lines] == [6, 6]
 
 
+def _sheet_on_a_table(places, degrees: float, table: int, shadow: float | None = None):
+    """A sheet (grey 225) with a pen digit at each of ``places`` (x, y on the level sheet), shrunk to
+    three quarters and turned ``degrees`` counter-clockwise on a table of grey ``table`` (225: no
+    edge to see); ``shadow``: a hard shadow's straight edge at that slope (degrees) through the
+    sheet's middle. Returns (frame, the level-sheet -> frame transform)."""
+    from edge.pen import pen_digit
+
+    rng = np.random.default_rng(3)
+    page = np.full((480, 640), 225, np.uint8)
+    for k, (x, y) in enumerate(places):
+        ink = pen_digit((7, 2, 9, 4)[k % 4], 60, rng, pen=5)
+        h, w = ink.shape
+        page[y : y + h, x : x + w] = np.minimum(page[y : y + h, x : x + w], (225 - 190 * ink).astype(np.uint8))
+    m = cv2.getRotationMatrix2D((320, 240), degrees, 0.75)
+    frame = cv2.warpAffine(page, m, (640, 480), flags=cv2.INTER_LINEAR, borderValue=table)
+    if shadow is not None:
+        yy, xx = np.mgrid[0:480, 0:640]
+        shaded = (yy - 240) > np.tan(np.radians(shadow)) * (xx - 320)
+        frame = np.where(shaded, frame * 0.55, frame).astype(np.uint8)
+    return frame, m
+
+
+def test_a_turned_sheets_edges_tell_its_lines_when_its_digits_cannot():
+    from edge.detect import sheet_angle, skew
+
+    # "7" over "2" over "9", the 2 far to the right, on a sheet turned 12 degrees: no two digits are
+    # neighbours in a line, so they cannot tell the slope, and level bands ran the 7 and the 2 into
+    # one line. The sheet's edges against the table tell it.
+    places = [(100, 100), (470, 200), (260, 310)]
+
+    def lines(frame, m):  # each line's digits, as indices into places (back on the level sheet)
+        reading = Reader(SaysSeven(0.9)).read(frame)
+        inv = cv2.invertAffineTransform(m)
+        out = []
+        for line in reading.lines:
+            ids = []
+            for i in line:
+                x, y, w, h = reading.digits[i].box
+                lx, ly = inv @ np.array([x + w / 2, y + h / 2, 1.0])
+                ids.append(int(np.argmin([np.hypot(lx - px - 30, ly - py - 30) for px, py in places])))
+            out.append(ids)
+        return out
+
+    on_table, m = _sheet_on_a_table(places, 12, table=90)
+    cands, _ = find_candidates(on_table)
+    assert len(cands) == 3 and skew([c.box for c in cands]) == 0.0
+    assert all(abs(c.turn + 12) < 2 for c in cands), [c.turn for c in cands]
+    assert lines(on_table, m) == [[0], [1], [2]]
+    # The same sheet with no edge in view: nothing tells the slope, and the lines run together.
+    no_edges, m = _sheet_on_a_table(places, 12, table=225)
+    cands, _ = find_candidates(no_edges)
+    assert len(cands) == 3 and all(c.turn == 0.0 for c in cands)
+    assert lines(no_edges, m) != [[0], [1], [2]]
+    assert sheet_angle(no_edges) is None
+    # A hard shadow's straight edge at 15 degrees across a level sheet: a slope, until it is seen to
+    # run between the digits.
+    shaded, _ = _sheet_on_a_table(places, 0, table=225, shadow=15)
+    assert abs(math.degrees(sheet_angle(shaded)) - 15) < 2
+    cands, _ = find_candidates(shaded)
+    assert len(cands) == 3 and sheet_angle(shaded, [c.box for c in cands]) is None
+    assert all(c.turn == 0.0 for c in cands)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     h=st.integers(1, 300),
