@@ -1225,15 +1225,16 @@ NARROW_SEVEN_WEIGHT = 0.1  # a 7 narrower than DetectConfig.narrow_seven keeps t
 def _discount_seven(p: np.ndarray) -> np.ndarray:
     """Probabilities with a 7's weighed down by ``NARROW_SEVEN_WEIGHT`` and made to sum to 1 again.
 
-    For a digit narrower than ``DetectConfig.narrow_seven`` (0.45) of its height: six MNIST test 7s
-    in 1,028 are that narrow (their ink over 40 of 255), against 59% of its 1s, but a 1 written with a flag (as much of the world
-    writes it, and MNIST's American writers hardly did) is that narrow and looks to the model like a
-    7: 10 of the 11 misread digits of 250 pen-drawn frames. Weighed down tenfold, a 7 the model is
-    sure of stays a 7 (the narrow MNIST 7s of 1,250 frames: 5 of 6 stay); a 1 with a flag, read
-    as a 7 at 0.5-0.9 with the 1 second, reads as a 1. The limit was 0.4 (one test 7 in 1,028, 45%
-    of the 1s, measured so); a flagged 1 written slanting is wider, and 0.45 read 12 more frames of 1,250 pen-drawn
-    ones exactly (hard shadows 90.0 -> 93.2%, touching 86.1 -> 87.0%, streaked 9 px 85.9 -> 86.8%,
-    close-ups 97.0 -> 97.6%) for one frame fewer in 2,000 of MNIST digits."""
+    For a digit narrower than ``DetectConfig.narrow_seven`` (0.45) of its height: six MNIST test
+    7s in 1,028 are that narrow (their ink over 40 of 255), against 59% of its 1s, but a 1 written
+    with a flag (as much of the world writes it, and MNIST's American writers hardly did) is that
+    narrow and looks to the model like a 7: 10 of the 11 misread digits of 250 pen-drawn frames.
+    Weighed down tenfold, a 7 the model is sure of stays a 7 (at 0.4, the narrow MNIST 7s of 1,250
+    frames: 5 of 6 stayed); a 1 with a flag, read as a 7 at 0.5-0.9 with the 1 second, reads as a 1.
+    The limit was 0.4 (one test 7 in 1,028, 45% of the 1s, measured so); a flagged 1 written
+    slanting is wider, and 0.45 read 12 more frames of 1,250 pen-drawn ones exactly (hard shadows
+    90.0 -> 93.2%, touching 86.1 -> 87.0%, streaked 9 px 85.9 -> 86.8%, close-ups 97.0 -> 97.6%)
+    for one frame fewer in 2,000 of MNIST digits."""
     q = np.array(p, dtype=np.float32)
     q[SEVEN] *= NARROW_SEVEN_WEIGHT
     return q / q.sum()
