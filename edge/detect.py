@@ -633,6 +633,8 @@ def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tu
             continue
         if cfg.dark_surround and _dark_surround(gray, mask, (x, y, bw, bh)) > cfg.dark_surround:
             continue
+        if cfg.dark_surround and aspect < RIM_ASPECT and _rim_of_dark(gray, mask, (x, y, bw, bh)):
+            continue
         found.append((int(x), int(y), int(bw), int(bh)))
     # On a sheet turned in view (its lines slope: see line_slope), each digit is turned back upright.
     turn = math.degrees(line_slope(found, gray)) if cfg.upright else 0.0
@@ -905,6 +907,53 @@ def _dark_surround(gray: np.ndarray, mask: np.ndarray, box) -> float:
     paper = float(np.partition(beside, k)[k])
     contrast = max(0.0, (paper - core) / max(paper, 1.0))
     return np.count_nonzero(beside <= near[ring] * (1.0 + DARK_SLACK * contrast)) / beside.size
+
+
+RIM_ASPECT = 0.5  # only a candidate narrower than this share of its height is looked at (a "1")
+RIM_DARK = 0.75  # a pixel beside the ink under this share of the paper's level (there) is dark
+RIM_ONE, RIM_OTHER = 0.7, 0.2  # over RIM_ONE of one side's pixels dark, under RIM_OTHER of the other's
+RIM_INK = 1.4  # and that side no lighter than this many times the candidate's own ink (medians)
+
+
+def _rim_of_dark(gray: np.ndarray, mask: np.ndarray, box) -> bool:
+    """Whether a narrow candidate is the dark rim along a dark region's edge rather than a stroke on
+    paper: what lies beside its ink (within 2 px) is dark on one side, left or right of its ink in
+    each row, and paper on the other, and the dark side is nearly as dark as the candidate itself.
+
+    A sheet on a table, turned in view, shows a thin rim darker than the table right along its edge
+    (a JPEG or sharpening halo); the ink map reads it as ink, a "1" in the table's lee, which
+    ``_dark_surround`` misses: the table beyond it is lighter than the rim, so nothing around the
+    region is as dark as its "ink" (8 of the 21 wrong frames of 250 turned 15 degrees). A stroke
+    on paper has paper on both sides; one crossing a shadow's edge has the shadow at one end, not
+    along one side. A 1 written right along a hard shadow's edge is taken for a rim too (one digit
+    in 500 frames with hard shadows)."""
+    x, y, bw, bh = box
+    y0, y1 = max(0, y - 3), min(gray.shape[0], y + bh + 3)
+    x0, x1 = max(0, x - 3), min(gray.shape[1], x + bw + 3)
+    g = gray[y0:y1, x0:x1]
+    m = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    m[y - y0 : y - y0 + bh, x - x0 : x - x0 + bw] = mask[y : y + bh, x : x + bw]
+    own = m > 0
+    per_row = np.count_nonzero(own, axis=1)
+    # Beside the ink: within 2 px of it, not ink itself, in a row that has some of its ink.
+    ring = (cv2.dilate(m, _square(5)) > mask[y0:y1, x0:x1]) & (per_row > 0)[:, None]
+    ry, rx = np.nonzero(ring)
+    if ry.size < 8:
+        return False
+    centre = (own @ np.arange(own.shape[1], dtype=np.float32)) / np.maximum(per_row, 1)  # the ink's middle per row
+    vals = g[ry, rx]
+    k = int(0.9 * (vals.size - 1))
+    dark = vals < RIM_DARK * float(np.partition(vals, k)[k])
+    left = rx < centre[ry]
+    n_left = np.count_nonzero(left)
+    if n_left < 4 or vals.size - n_left < 4:
+        return False
+    dark_left = np.count_nonzero(dark & left) / n_left
+    dark_right = np.count_nonzero(dark & ~left) / (vals.size - n_left)
+    if not (max(dark_left, dark_right) > RIM_ONE and min(dark_left, dark_right) < RIM_OTHER):
+        return False
+    side = vals[left] if dark_left > dark_right else vals[~left]
+    return float(np.median(side)) < RIM_INK * float(np.median(g[own]))
 
 
 @functools.lru_cache(maxsize=64)

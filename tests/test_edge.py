@@ -744,6 +744,38 @@ def test_the_table_beside_a_turned_sheet_is_not_a_digit():
         DetectConfig(dark_surround=2)
 
 
+def test_the_dark_rim_along_a_tables_edge_is_not_a_one(test_digits, monkeypatch):
+    import edge.detect as detect
+    from edge.detect import _rim_of_dark
+
+    # A stroke on paper has paper on both sides.
+    gray = np.full((120, 200), 200, np.uint8)
+    cv2.line(gray, (60, 20), (60, 100), 60, 5)
+    mask = np.where(gray < 130, 255, 0).astype(np.uint8)
+    box = (57, 17, 7, 87)
+    assert not _rim_of_dark(gray, mask, box)
+    # The table (82) beside the sheet, with a rim darker still (62) along its edge: the rim, read as
+    # ink, has the table on one side and paper on the other, as dark as itself.
+    table = np.full((120, 200), 200, np.uint8)
+    table[:, :120] = 82
+    table[:, 117:120] = 62
+    rim = np.zeros_like(table)
+    rim[17:104, 117:120] = 255
+    assert _rim_of_dark(table, rim, (117, 17, 3, 87))
+    # A stroke beside a region darker than the paper but far lighter than its ink (a soft shadow)
+    # is still a stroke.
+    shaded = gray.copy()
+    shaded[:, :58] = 140
+    assert not _rim_of_dark(shaded, mask, box)
+    # Frames of a sheet turned 15 degrees on a table: the rims along its edge were "1"s.
+    maker = dict(seed=2026, turn=15)
+    found, total, extra = _found_and_extra(FrameMaker(*test_digits, **maker), 50)
+    monkeypatch.setattr(detect, "RIM_ASPECT", 0.0)  # the test off
+    found_off, _, extra_off = _found_and_extra(FrameMaker(*test_digits, **maker), 50)
+    assert extra_off >= 2 and extra < extra_off / 2, (extra, extra_off)
+    assert found >= found_off - 1, (found, found_off, total)
+
+
 def test_digits_on_a_turned_sheet_are_turned_back_upright():
     from edge.pen import pen_digit
 
