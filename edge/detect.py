@@ -79,7 +79,7 @@ class DetectConfig:
     narrow_seven: float = 0.45
     # A candidate is dropped when more than this share of the pixels just outside its ink are as
     # dark as the ink beside them: it is a piece of a dark region (the table beside a turned sheet,
-    # a shadow's tip), not ink on paper (see _dark_surround; 0: never).
+    # a shadow's tip), not ink on paper (see _dark_surround; 0: never, and no _rim_of_dark either).
     dark_surround: float = 0.2
     upright: bool = True  # turn each digit of a turned sheet (see skew) back upright before reading it
     # A frame whose kept ink's edges face one way more than this (see streak: 0 one way, 1 all

@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                    "(0: never)")
     p.add_argument("--dark-surround", type=share, default=DetectConfig.dark_surround, metavar="SHARE",
                    help="drop a candidate when more than SHARE of the pixels around its ink are as dark as the ink "
-                   "beside them: the table beside a turned sheet, a shadow's tip (0: never)")
+                   "beside them: the table beside a turned sheet, a shadow's tip; 0: never, and no check for "
+                   "the dark rim along the table's edge either")
     p.add_argument("--streak", type=edge_ratio, default=DetectConfig.streak, metavar="RATIO",
                    help="a frame whose digits' edges face one way more than RATIO (0: all one way, 1: all ways "
                    "alike) is taken as streaked by motion, and its faint strokes are followed further (0: never)")
