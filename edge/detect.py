@@ -921,7 +921,7 @@ def _rim_of_dark(gray: np.ndarray, mask: np.ndarray, box) -> bool:
     each row, and paper on the other, and the dark side is nearly as dark as the candidate itself.
 
     A sheet on a table, turned in view, shows a thin rim darker than the table right along its edge
-    (a JPEG or sharpening halo); the ink map reads it as ink, a "1" in the table's lee, which
+    (a JPEG or sharpening halo); the ink map reads it as ink, a "1" along the sheet's edge, which
     ``_dark_surround`` misses: the table beyond it is lighter than the rim, so nothing around the
     region is as dark as its "ink" (8 of the 21 wrong frames of 250 turned 15 degrees). A stroke
     on paper has paper on both sides; one crossing a shadow's edge has the shadow at one end, not
