@@ -457,6 +457,43 @@ def test_digits_written_touching_are_cut_apart(test_digits, int8_model):
     assert two >= 4 and right >= 4, (two, right)
 
 
+class ReadsOnes:
+    """A model that reads every crop as a 1: sure of a narrow one, unsure (0.5) of one whose ink is
+    wider than 8 px of the 28 (two 1s read as one)."""
+
+    def predict_uint8(self, crops):
+        out = np.full((len(crops), 10), 0.02, np.float32)
+        for i, c in enumerate(crops):
+            cols = np.flatnonzero(c.max(axis=0) > 60)
+            wide = cols.size and cols[-1] - cols[0] + 1 > 8
+            out[i, 1] = 0.5 if wide else 0.95
+        return out / out.sum(axis=1, keepdims=True)
+
+
+def test_two_ones_written_touching_are_cut_apart_but_a_narrow_zero_is_not(monkeypatch):
+    import edge.detect as detect
+
+    # Two flagged 1s joined at their feet: one piece 0.52 as wide as tall, narrower than the boxes
+    # cut by default (split_aspect, 0.7), but with a clear neck between the two stems.
+    ones = np.full((480, 640, 3), 235, np.uint8)
+    for x in (220, 252):
+        cv2.line(ones, (x, 100), (x, 200), (30, 30, 30), 8)
+        cv2.line(ones, (x, 100), (x - 15, 115), (30, 30, 30), 8)
+    cv2.line(ones, (220, 196), (252, 196), (30, 30, 30), 6)
+    (cand,), _ = find_candidates(ones)
+    assert 0.5 < cand.box[2] / cand.box[3] < 0.7
+    assert cand.splits and all(len(sp.parts) == 2 and sp.neck > 0.6 for sp in cand.splits)
+    assert Reader(ReadsOnes()).read(ones).text == "11"
+    # A 0 as narrow has no neck: nothing to cut.
+    zero = np.full((480, 640, 3), 235, np.uint8)
+    cv2.ellipse(zero, (320, 240), (30, 50), 0, 0, 360, (30, 30, 30), 8)
+    (cand,), _ = find_candidates(zero)
+    assert 0.5 < cand.box[2] / cand.box[3] < 0.7 and cand.splits == []
+    # Before, boxes this narrow were never cut: the two 1s read as one.
+    monkeypatch.setattr(detect, "SPLIT_NARROW_FROM", 0.7)
+    assert Reader(ReadsOnes()).read(ones).text == "1"
+
+
 def test_a_narrow_digit_touching_a_wide_one_is_cut_at_their_neck():
     from edge.detect import _splits
 
