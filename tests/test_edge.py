@@ -229,6 +229,27 @@ def test_a_soft_shadow_tip_is_not_a_digit(test_digits, int8_model):
     assert Reader(int8_model, DetectConfig(min_confidence=0.0, min_edge=0.0)).read(img).text == text
 
 
+def test_a_fleck_far_smaller_than_the_sheets_digits_is_rejected_not_read(test_digits, int8_model):
+    sheet, text = _sheet_2026(test_digits)
+    # A digit-shaped fleck a third as tall as the sheet's digits (a speck at a shadow's edge, a
+    # piece of a smeared stroke): reported as rejected, with its label, not read into the text.
+    x, y = test_digits
+    fleck = cv2.resize(x[int(np.flatnonzero(y == 7)[0])], (30, 30), interpolation=cv2.INTER_AREA)
+    sheet[150:180, 300:330] = np.minimum(sheet[150:180, 300:330], (255 - fleck)[..., None])
+    reading = Reader(int8_model, DetectConfig(min_confidence=0.0)).read(sheet)
+    assert reading.text == text and len(reading.rejected) == 1
+    assert reading.rejected[0].box[1] < 200 and reading.rejected[0].box[3] < 30
+    off = Reader(int8_model, DetectConfig(min_confidence=0.0, small_digit=0.0)).read(sheet)
+    assert len(off.digits) == 5 and not off.rejected  # the rule off: the fleck is read as a digit
+    # Two digits alone cannot tell which size is the sheet's: the small one is read.
+    two = np.full_like(sheet, 225)
+    two[300:390, 60:150] = sheet[300:390, 60:150]
+    two[150:180, 300:330] = sheet[150:180, 300:330]
+    assert len(Reader(int8_model, DetectConfig(min_confidence=0.0)).read(two).digits) == 2
+    with pytest.raises(ValueError, match="small_digit"):
+        DetectConfig(small_digit=1.0)
+
+
 def _page_reads_like_the_blank_sheet(model, sheet, page):
     """Rules or a grid through the digits must be taken out, and with them every stub of line stuck
     to a digit: each crop is the crop of the same digit on the blank sheet, give or take the pixels
