@@ -21,7 +21,7 @@ from .detect import INK_KINDS, DetectConfig, Reader
 from .manifest import load_manifest
 from .runtime import Model, ModelError
 from .serve import ServeError
-from .sources import Source, SourceError, list_images, read_image
+from .sources import IMAGE_SUFFIXES, Source, SourceError, list_images, read_image
 
 DEFAULT_ARTIFACTS = "artifacts"
 
@@ -32,6 +32,9 @@ def load_model(model: str | None, artifacts: str, threads: int | None = None, ru
     A file the manifest lists is checked against its sha256 before loading.
     """
     if model is None:
+        if not (Path(artifacts) / "manifest.json").is_file():
+            raise ModelError(f"{Path(artifacts) / 'manifest.json'}: no manifest; run `make export` first, "
+                             "or pass --model FILE (a .tflite or .onnx model)")
         art = load_manifest(artifacts).default()
         art.verify()
         return Model(art.path, threads=threads, runtime=runtime)
@@ -67,6 +70,33 @@ def unit_interval(what: str, below_one: bool = False):
     return parse
 
 
+def count(what: str, least: int = 0):
+    """An argparse type: an integer of at least ``least``, called ``what`` in its error."""
+
+    def parse(v: str) -> int:
+        try:
+            n = int(v)
+        except ValueError:
+            n = least - 1
+        if n < least:
+            raise argparse.ArgumentTypeError(f"{v!r} is not {what}")
+        return n
+
+    return parse
+
+
+def positive(v: str) -> float:
+    """An argparse type: a float over 0 (a frame rate)."""
+    try:
+        r = float(v)
+    except ValueError:
+        r = 0.0
+    if not r > 0.0 or r == float("inf"):
+        raise argparse.ArgumentTypeError(f"{v!r} is not a number over 0")
+    return r
+
+
+seed = count("a seed (an integer from 0)")  # --seed, here and in edge.evaluate
 narrow_ratio = unit_interval("a width-to-height ratio from 0 (never) to below 1", below_one=True)  # --narrow-seven
 share = unit_interval("a share from 0 to 1")  # --dark-surround
 edge_ratio = unit_interval("an edge-direction ratio from 0 (never) to 1")  # edge.evaluate --streak
@@ -87,7 +117,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--narrow-seven", type=narrow_ratio, default=DetectConfig.narrow_seven, metavar="RATIO",
                    help="a digit read as 7 and narrower than RATIO of its height is most likely a 1 written with "
                         "a flag: its 7 is weighed down tenfold (0: never)")
-    p.add_argument("--threads", type=int, default=1, help="interpreter threads")
+    p.add_argument("--threads", type=count("a thread count (1 or more)", 1), default=1, help="interpreter threads")
 
 
 def cmd_classify(args) -> int:
@@ -97,7 +127,8 @@ def cmd_classify(args) -> int:
     for arg in args.paths:
         paths = list_images(arg)
         if not paths:
-            print(json.dumps({"path": arg, "error": "empty folder"}) if args.json else f"{arg}: empty folder")
+            msg = f"no images in this folder ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            print(json.dumps({"path": arg, "error": msg}) if args.json else f"{arg}: {msg}")
             failed += 1
             continue
         for p in paths:
@@ -142,14 +173,18 @@ def cmd_run(args) -> int:
     from .draw import annotate
     from .track import Smoother
 
+    if args.save and Path(args.save).is_dir():
+        print(f"error: --save {args.save}: is a folder; give the video's file name, e.g. "
+              f"{Path(args.save) / 'run.mp4'}", file=sys.stderr)
+        return 2
     window = not args.headless
     if window and not gui_available():
-        if not args.serve:
+        if not (args.serve or args.save):
             print("error: this OpenCV has no GUI (opencv-python-headless). Use --headless (JSON lines), --serve PORT "
-                  "(a browser), --save OUT.mp4, or `pip uninstall opencv-python-headless && pip install "
-                  "opencv-python` (needs libGL) for a window.", file=sys.stderr)
+                  "(a browser), --save OUT.mp4 (a video file), or `pip uninstall opencv-python-headless && pip "
+                  "install opencv-python` (needs libGL) for a window.", file=sys.stderr)
             return 2
-        window = False  # --serve is the view: no window needed
+        window = False  # --serve or --save is the view: no window needed
     server = None
     if args.serve:  # bind before loading the model: a busy port fails at once
         from .serve import LiveServer
@@ -199,7 +234,8 @@ def cmd_run(args) -> int:
             fps = 0.9 * fps + 0.1 * (1.0 / dt) if fps and dt > 0 else (1.0 / dt if dt > 0 else 0.0)
             if args.headless or server is not None:
                 d = reading.to_dict()
-                line = {"frame": frames, "text": d["text"], "digits": d["digits"], "rejected": d["rejected"],
+                line = {"frame": frames, **({"path": str(source.current)} if source.kind == "dir" else {}),
+                        "text": d["text"], "digits": d["digits"], "rejected": d["rejected"],
                         "ms": round(reading.detect_ms + reading.classify_ms, 3), "fps": round(fps, 1)}
                 if args.headless:
                     print(json.dumps(line), flush=True)
@@ -239,8 +275,12 @@ def cmd_run(args) -> int:
         source.close()
         if writer is not None:
             writer.release()
-            if save_tmp is not None and save_tmp.exists():
+        if save_tmp is not None and save_tmp.exists():
+            try:
                 save_tmp.replace(args.save)
+            except OSError as e:
+                save_tmp.unlink(missing_ok=True)
+                raise SourceError(f"{args.save}: cannot write the video there ({e.strerror})") from None
         if server is not None:
             server.close()
         if window:
@@ -279,12 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Shows a window with boxes, digits, confidence and FPS (q or Esc quits), or with "
                        "--headless prints one JSON line per frame. Ctrl-C ends with a summary.")
     r.add_argument("--source", default="0", help="camera index, /dev/videoN, video file, image folder, or synthetic")
-    r.add_argument("--headless", action="store_true", help="no window: one JSON line per frame on stdout")
-    r.add_argument("--save", default=None, metavar="OUT.mp4", help="also write the annotated frames to a video")
-    r.add_argument("--save-fps", type=float, default=15.0, help="frame rate written into --save")
-    r.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: never)")
+    r.add_argument("--headless", action="store_true", help="no window: one JSON line per frame on stdout (from a folder, with the image's path)")
+    r.add_argument("--save", default=None, metavar="OUT.mp4", help="also write the annotated frames to a video (on an OpenCV without a GUI: instead of the window)")
+    r.add_argument("--save-fps", type=positive, default=15.0, help="frame rate written into --save")
+    r.add_argument("--max-frames", type=count("a frame count (0: never stop)"), default=0, help="stop after N frames (0: never)")
     r.add_argument("--smooth", type=int, default=5, help="average each box over the last N frames (1: off)")
-    r.add_argument("--seed", type=int, default=0, help="seed of the synthetic source")
+    r.add_argument("--seed", type=seed, default=0, help="seed of the synthetic source")
     r.add_argument("--serve", default=None, metavar="[HOST:]PORT",
                    help="live view in a browser at http://HOST:PORT/ (HOST defaults to 127.0.0.1, this machine "
                    "only; 0.0.0.0 exposes the camera to the network). Works with or without --headless")

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
-from .__main__ import edge_ratio, load_model, narrow_ratio, share
+from .__main__ import count, edge_ratio, load_model, narrow_ratio, seed, share
 from .clihelp import Help
 from .detect import DetectConfig, Reader
+from .idx import DataError
 from .runtime import ModelError
-from .synthetic import LAYOUTS, PALETTES, SHADOWS, STYLES, FrameMaker, load_test_digits, score
+from .synthetic import LAYOUTS, MIN_SIDE, PALETTES, SHADOWS, STYLES, FrameMaker, load_test_digits, score
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=Help)
     p.add_argument("--model", default=None, help="model file (default: the int8 TFLite in ARTIFACTS/manifest.json)")
     p.add_argument("--artifacts", default="artifacts", help="folder with manifest.json")
-    p.add_argument("--frames", type=int, default=250, help="frames to render (1-10 digits each on a page, 1-3 close up)")
-    p.add_argument("--seed", type=int, default=2026, help="seed of the frames")
+    p.add_argument("--frames", type=count("a frame count (1 or more)", 1), default=250, help="frames to render (1-10 digits each on a page, 1-3 close up)")
+    p.add_argument("--seed", type=seed, default=2026, help="seed of the frames")
     p.add_argument("--size", default=None, help="frame size WxH (default: 640x480; 4032x3024 for --layout closeup)")
     p.add_argument("--layout", choices=LAYOUTS, default="page",
                    help="page: 1-10 digits in 1-3 lines; closeup: 1-3 big digits (one alone is 40-85%% of the frame "
@@ -62,21 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--streak", type=edge_ratio, default=DetectConfig.streak, metavar="RATIO",
                    help="a frame whose digits' edges face one way more than RATIO (0: all one way, 1: all ways "
                    "alike) is taken as streaked by motion, and its faint strokes are followed further (0: never)")
+    p.add_argument("--small-digit", type=narrow_ratio, default=DetectConfig.small_digit, metavar="SHARE",
+                   help="a candidate under SHARE of the frame's median candidate height (3 or more of them) is "
+                   "counted as rejected, not as a digit: a speck at a shadow's edge, a piece of a smeared stroke "
+                   "(0: never)")
     p.add_argument("--no-upright", dest="upright", action="store_false",
                    help="read the digits of a turned sheet as they are, not turned back upright (for comparison)")
     p.add_argument("--weak-channel", action="store_true",
                    help="read the darkest colour channel of all three, the paper's weak one too (how the reader "
                    "worked before it read sticky notes; for comparison)")
     args = p.parse_args(argv)
-    digits = load_test_digits(args.data) if args.style == "mnist" else (None, None)
-    if digits is None:
-        print("error: MNIST test digits not found; set MNIST_DIR or pass --data DIR", file=sys.stderr)
-        return 2
-    try:
-        model = load_model(args.model, args.artifacts)
-    except ModelError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     if not 0.0 <= args.touching <= 1.0:
         print(f"error: --touching {args.touching} is not a chance between 0 and 1", file=sys.stderr)
         return 2
@@ -86,12 +83,32 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         print(f"error: --size {size!r} is not WIDTHxHEIGHT (e.g. 640x480)", file=sys.stderr)
         return 2
+    if min(w, h) < MIN_SIDE:
+        print(f"error: --size {size}: each side needs {MIN_SIDE} px or more", file=sys.stderr)
+        return 2
+    try:
+        digits = load_test_digits(args.data) if args.style == "mnist" else (None, None)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if digits is None:
+        where = args.data or os.environ.get("MNIST_DIR")
+        print(f"error: MNIST test digits not found{f' in {where}' if where else ''}: need t10k-images-idx3-ubyte.gz "
+              "and t10k-labels-idx1-ubyte.gz (or the two unzipped); "
+              f"{'pass --data DIR or set MNIST_DIR' if not where else 'point --data at the folder that holds them'} "
+              "(or use --style pen, which needs no MNIST)", file=sys.stderr)
+        return 2
+    try:
+        model = load_model(args.model, args.artifacts)
+    except ModelError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     maker = FrameMaker(*digits, seed=args.seed, size=(w, h), style=args.style, touching=args.touching, layout=args.layout,
                         paper=args.paper, shadow=args.shadow, turn=args.turn, motion=args.motion)
     reader = Reader(model, DetectConfig(min_confidence=args.min_confidence, recheck_below=args.recheck_below,
                                         weak_channel=args.weak_channel, narrow_seven=args.narrow_seven,
                                         dark_surround=args.dark_surround, upright=args.upright,
-                                        streak=args.streak))
+                                        streak=args.streak, small_digit=args.small_digit))
     pairs = []
     for _ in range(args.frames):
         f = maker.make()
@@ -99,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"model": str(model.path), "frames": args.frames, "seed": args.seed, "size": size, "layout": args.layout,
               "style": args.style, "paper": args.paper, "shadow": args.shadow, "turn": args.turn, "motion": args.motion,
               "weak_channel": args.weak_channel, "narrow_seven": args.narrow_seven, "dark_surround": args.dark_surround,
-              "upright": args.upright, "streak": args.streak, "touching": args.touching,
+              "upright": args.upright, "streak": args.streak, "small_digit": args.small_digit, "touching": args.touching,
               **score(pairs)}
     print(json.dumps(result, indent=1))
     return 0

@@ -69,7 +69,8 @@ class Manifest:
         for a in self.artifacts:
             if a.key == key or a.file == key:
                 return a
-        raise ModelError(f"{self.path}: no artifact {key!r}; it lists {', '.join(a.key for a in self.artifacts)}")
+        listed = ", ".join(a.key for a in self.artifacts) or "none"
+        raise ModelError(f"{self.path}: no artifact {key!r} (it lists {listed}); re-run `make export`")
 
     def find_file(self, path: str | os.PathLike) -> Artifact | None:
         p = Path(path).resolve()
@@ -89,7 +90,7 @@ def load_manifest(path_or_dir: str | os.PathLike) -> Manifest:
     if p.is_dir():
         p = p / MANIFEST
     if not p.is_file():
-        raise ModelError(f"{p}: no manifest; run `make export` first (or pass --model FILE)")
+        raise ModelError(f"{p}: no manifest; run `make export` first")
     data = read_json(p, ModelError, "re-run `make export`", what="manifest")
     if not isinstance(data, dict) or not isinstance(data.get("artifacts"), list):
         raise ModelError(f"{p}: not an mnist-edge manifest (no 'artifacts' list); re-run `make export`")

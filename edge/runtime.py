@@ -105,6 +105,10 @@ class Model:
                     f"pip install {' or '.join(PIP_NAME[w] for w in wanted)}"
                 )
             runtime = found[0]
+        kinds = TFLITE_RUNTIMES if self.kind == "tflite" else ONNX_RUNTIMES
+        if runtime not in kinds:
+            raise ModelError(f"{self.path}: the runtime {runtime!r} cannot run a .{self.kind} model; "
+                             f"use one of {', '.join(kinds)}")
         self.runtime = runtime
         self.threads = threads
         try:

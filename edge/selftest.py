@@ -53,9 +53,8 @@ def load_crops(crops: Path) -> tuple[list[str], np.ndarray]:
         img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
         if img is None:
             raise SelftestError(f"{p}: not a readable PNG; replace or remove it")
-        if img.ndim == 3 and img.shape[2] == 4:  # composite alpha onto white paper
-            a = img[..., 3:4].astype(np.float32) / 255.0
-            img = (img[..., :3].astype(np.float32) * a + 255.0 * (1.0 - a)).astype(np.uint8)
+        if img.ndim == 3 and img.shape[2] == 4:
+            img = contract.on_white(img)
         names.append(p.name)
         images.append(contract.normalize_crop(img))
     return names, (np.stack(images) if images else np.zeros((0, contract.SIZE, contract.SIZE), np.uint8))
@@ -108,6 +107,9 @@ def run(model_path: str | Path, crops: str | Path, *, runtime: str | None = None
     return report
 
 
+GOLDEN_DIRS = ("golden", "tests/golden")  # the bundle's layout, then the source tree's
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m edge.selftest",
@@ -115,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=Help,
     )
     p.add_argument("--model", default="artifacts/model_int8.tflite", metavar="FILE", help="a .tflite or .onnx model")
-    p.add_argument("--crops", default="golden", metavar="DIR", help=f"folder of PNG crops with {EXPECTED}")
+    p.add_argument("--crops", default=None, metavar="DIR",
+                   help=f"folder of PNG crops with {EXPECTED} (default: golden, as in the Pi bundle; else tests/golden, "
+                   "as in the source tree)")
     p.add_argument("--runtime", default=None, help="force an interpreter module (ai_edge_litert, tflite_runtime, onnxruntime)")
     p.add_argument("--json", action="store_true", help="also print the report as one JSON line")
     return p
@@ -124,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        report = run(args.model, args.crops, runtime=args.runtime)
+        crops = args.crops or next((d for d in GOLDEN_DIRS if Path(d).is_dir()), GOLDEN_DIRS[0])
+        report = run(args.model, crops, runtime=args.runtime)
     except (SelftestError, ModelError) as e:
         print(f"selftest: error: {e}", file=sys.stderr)
         return 2

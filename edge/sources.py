@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from . import contract
+from .idx import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mjpg", ".mjpeg"}
@@ -18,14 +22,39 @@ class SourceError(RuntimeError):
     """The frame source cannot be opened, or stopped delivering frames."""
 
 
+_PNG = b"\x89PNG\r\n\x1a\n"
+_PNG_ALPHA = (4, 6)  # IHDR colour types with an alpha channel: grey + alpha, RGB + alpha
+
+
+def _has_alpha(data: np.ndarray) -> bool:
+    """Whether encoded bytes are a PNG with an alpha channel (its IHDR colour type, byte 25)."""
+    return data.size > 25 and data[:8].tobytes() == _PNG and int(data[25]) in _PNG_ALPHA
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as BGR, applying its EXIF orientation. Raises SourceError naming the file."""
+    """Read an image file as BGR, applying its EXIF orientation. Raises SourceError naming the file.
+
+    A PNG with an alpha channel (a drawing app's black ink on a transparent ground) is laid on
+    white paper: read as plain colour, its transparent pixels are whatever colour they store,
+    often black, and the ink vanishes into them."""
     p = Path(path)
     if not p.is_file():
         raise SourceError(f"{p}: no such file")
     data = np.fromfile(str(p), dtype=np.uint8)
-    # IMREAD_COLOR applies the EXIF orientation, so a phone photo comes out upright.
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    try:
+        if _has_alpha(data):
+            img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+            if img is not None and img.dtype == np.uint16:
+                img = (img >> 8).astype(np.uint8)
+            if img is not None and img.ndim == 3 and img.shape[2] == 4:
+                return contract.on_white(img)
+        # IMREAD_COLOR applies the EXIF orientation, so a phone photo comes out upright.
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error as e:
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(e):
+            raise SourceError(f"{p}: more pixels than OpenCV decodes by default (2^30); to read it anyway, set the "
+                              "environment variable OPENCV_IO_MAX_IMAGE_PIXELS to its width x height") from None
+        raise SourceError(f"{p}: OpenCV cannot decode it ({str(e).strip().splitlines()[-1]})") from None
     if img is None:
         raise SourceError(f"{p}: not a readable image (corrupt, truncated or not an image format OpenCV reads)")
     return img
@@ -54,11 +83,15 @@ class Source:
         self.kind = "synthetic"
         self._cap = None
         self._files: list[Path] = []
+        self.current: Path | None = None  # in a folder: the file of the frame last yielded
         self.stop_reason = ""
         if spec == "synthetic":
             from .synthetic import FrameMaker
 
-            self._maker = FrameMaker(seed=seed, size=size)
+            try:
+                self._maker = FrameMaker(seed=seed, size=size)
+            except DataError as e:  # $MNIST_DIR points at a damaged copy
+                raise SourceError(f"synthetic frames need MNIST's test digits: {e}") from None
             self._n = digits_per_frame
             self.truth = None
             return
@@ -84,6 +117,8 @@ class Source:
         elif spec.startswith("/dev/"):
             candidates = [spec]
             tried_path = spec
+        elif os.sep in spec or "/" in spec or p.suffix:
+            raise SourceError(f"{p}: no such file or folder")
         else:
             raise SourceError(f"{spec}: not a camera index, /dev/videoN, video file, image folder or 'synthetic'")
         if hasattr(cv2, "utils") and hasattr(cv2.utils, "logging"):
@@ -111,9 +146,12 @@ class Source:
         if self.kind == "dir":
             for f in self._files:
                 try:
-                    yield read_image(f)
-                except SourceError:
+                    img = read_image(f)
+                except SourceError as e:
+                    print(f"warning: {e}; skipped", file=sys.stderr, flush=True)
                     continue
+                self.current = f
+                yield img
             self.stop_reason = "end of folder"
             return
         failures = 0

@@ -110,6 +110,9 @@ def font_digits(n: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(xs), np.array(ys, np.uint8)
 
 
+MIN_SIDE = 32  # px: a line of digits at least 22 px tall, with its margins, fits
+
+
 class FrameMaker:
     """Seeded generator of synthetic frames from a pool of 28x28 digits."""
 
@@ -117,6 +120,8 @@ class FrameMaker:
                  seed: int = 0, size: tuple[int, int] = (640, 480), style: str = "mnist",
                  touching: float = 0.0, layout: str = "page", paper: str = "office", shadow: str = "soft",
                  turn: float = 0.0, motion: float = 0.0):
+        if min(size) < MIN_SIDE:
+            raise ValueError(f"frame size {size[0]}x{size[1]} is too small: each side needs {MIN_SIDE} px or more")
         self.turn = float(turn)  # degrees the sheet is turned in view (either way, at random); 0: level
         self.motion = float(motion)  # px (at 640 px) the image streaks in one exposure, any direction; 0: still
         if shadow not in SHADOWS:

@@ -55,9 +55,9 @@ def evaluate(artifacts_dir: Path, gate: Gate, *, data_dir: str | None = None, ke
         failures.append(f"{src}: the Keras model changed since export (sha256 differs); re-run `make export`")
     t0 = time.perf_counter()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    from .export import load_keras
 
-    ref_model = keras.models.load_model(src, compile=False)
+    ref_model = load_keras(Path(src))
     ref = np.asarray(ref_model.predict(x, batch_size=1000, verbose=0), np.float32)
     ref_pred = ref.argmax(1)
     ref_acc = float((ref_pred == y_test).mean())
@@ -213,13 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from train.data import DataError
 
+    from .export import ExportError
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     gate = Gate(args.max_int8_drop, args.min_agreement, args.max_float_dprob)
     out = Path(args.artifacts)
     try:
         report = evaluate(out, gate, data_dir=args.data, keras_path=Path(args.keras) if args.keras else None)
-    except (ModelError, DataError) as e:
+    except (ModelError, DataError, ExportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     write_reports(report, out)

@@ -155,7 +155,8 @@ def load_mnist(
     if not allow_download:
         raise DataError(
             "MNIST not found; tried: " + "; ".join(tried) + ". Set MNIST_DIR to a folder with the four "
-            "IDX files, or pass --download to fetch it with Keras."
+            "IDX files, or let `python -m train --download` fetch it with Keras once (into the Keras cache, "
+            "where every stage finds it)."
         )
     log.info("MNIST: downloading with keras.datasets.mnist.load_data()")
     import keras  # noqa: PLC0415  (only the download path needs Keras)
