@@ -110,6 +110,7 @@ class Digit:
     confidence: float
     box: tuple[int, int, int, int]  # x, y, w, h in frame pixels
     probs: np.ndarray | None = field(default=None, repr=False, compare=False)  # all ten, for smoothing
+    small: bool = False  # rejected as far smaller than the frame's other candidates (DetectConfig.small_digit)
 
     def to_dict(self) -> dict:
         return {"label": int(self.label), "confidence": round(float(self.confidence), 4),
@@ -1247,8 +1248,8 @@ class Reader:
             if w < self.cfg.narrow_seven * h and p.argmax() == SEVEN:
                 p = _discount_seven(p)
             label = int(p.argmax())
-            d = Digit(label, float(p[label]), box, p)
-            (accepted if d.confidence >= self.cfg.min_confidence and h >= small else rejected).append(d)
+            d = Digit(label, float(p[label]), box, p, small=h < small)
+            (accepted if d.confidence >= self.cfg.min_confidence and not d.small else rejected).append(d)
         return assemble(accepted, rejected, reading.detect_ms, reading.classify_ms, angle)
 
     def _classify(self, cands: list[Candidate]) -> tuple[list[Candidate], np.ndarray]:

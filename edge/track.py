@@ -48,8 +48,9 @@ class Smoother:
             t.probs.append(np.asarray(d.probs if d.probs is not None else _one_hot(d), np.float32))
             mean = np.mean(t.probs, axis=0)
             label = int(mean.argmax())
-            s = Digit(label, float(mean[label]), d.box, mean)
-            (out if s.confidence >= self.min_confidence else rejected).append(s)
+            s = Digit(label, float(mean[label]), d.box, mean, small=d.small)
+            # Smoothing may lift a digit over the confidence it needs, not over its frame's size rule.
+            (out if s.confidence >= self.min_confidence and not s.small else rejected).append(s)
         for ti, t in enumerate(self.tracks):
             if ti not in used:
                 t.missed += 1

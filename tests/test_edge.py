@@ -971,6 +971,18 @@ def test_smoother_stops_a_flickering_digit():
     assert texts[0] == "8" and texts[2:] == ["3"] * 8
 
 
+def test_smoothing_lifts_a_digit_over_the_confidence_rule_but_not_over_the_size_rule():
+    sm = Smoother(window=5, min_confidence=0.4)
+    sure = np.full(10, 0.01, np.float32)
+    sure[5] = 0.91
+    for k in range(3):  # a steady 5, and a fleck beside it read as a 7 it is sure of, rejected as small
+        fleck = Digit(7, 0.95, (300, 50, 10, 12), None, small=True)
+        out = sm.update(Reading(digits=[Digit(5, 0.91, (100, 50, 40, 60), sure)], rejected=[fleck], text="5"))
+        assert out.text == "5" and [d.label for d in out.rejected] == [7] and out.rejected[0].small
+    unsure = Digit(5, 0.3, (100, 50, 40, 60), np.where(np.arange(10) == 5, 0.3, 0.07).astype(np.float32))
+    assert sm.update(Reading(rejected=[unsure])).text == "5"  # its track's mean is over 0.4
+
+
 # -- CLI -------------------------------------------------------------------------------------------
 def _write_images(d: Path, test_digits):
     maker = FrameMaker(*test_digits, seed=3)
