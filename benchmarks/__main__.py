@@ -16,7 +16,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from edge.clihelp import Help
+from edge.clihelp import Help, count, out_folder
+from edge.idx import DataError
 from edge.fsutil import write_json, write_text
 from edge.manifest import load_manifest
 from edge.runtime import ModelError
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=Help,
     )
     p.add_argument("--artifacts", default="artifacts", metavar="DIR", help="folder with manifest.json")
-    p.add_argument("--out", default=None, metavar="DIR", help="where to write bench.* (default: the artifacts folder)")
+    p.add_argument("--out", type=out_folder(), default=None, metavar="DIR", help="where to write bench.* (default: the artifacts folder)")
     p.add_argument("--data", default=None, metavar="DIR", help="MNIST folder (default: $MNIST_DIR)")
     p.add_argument("--quick", action="store_true",
                    help="seconds, not minutes: tiny time budgets, 500 test images, one cold start, no Keras cold "
@@ -43,13 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=float, default=d.budget_s, metavar="S",
                    help="seconds of timed batch-1 calls per row (after warm-up)")
     p.add_argument("--warmup", type=float, default=d.warmup_s, metavar="S", help="warm-up seconds per measurement")
-    p.add_argument("--test-images", type=int, default=d.test_images, metavar="N",
+    p.add_argument("--test-images", type=count("an image count (1 or more)", 1), default=d.test_images, metavar="N",
                    help="MNIST test images for accuracy (10000 = all)")
     p.add_argument("--cold-runs", type=int, default=d.cold_runs, metavar="N",
                    help="new processes per row for the cold start (0: skip)")
     p.add_argument("--keras-cold-runs", type=int, default=d.keras_cold_runs, metavar="N",
                    help="cold starts for the Keras rows (each imports TensorFlow; 0: skip)")
-    p.add_argument("--frames", type=int, default=d.frames, metavar="N", help="pre-rendered frames per digit count")
+    p.add_argument("--frames", type=count("a frame count (1 or more)", 1), default=d.frames, metavar="N", help="pre-rendered frames per digit count")
     p.add_argument("--e2e-budget", type=float, default=d.e2e_budget_s, metavar="S",
                    help="seconds of timed Reader.read calls per pipeline row")
     return p
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         host = host_info()
         t0 = time.perf_counter()
         result = run_all(manifest, args.data, s)
-    except ModelError as e:
+    except (ModelError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     report = {"schema": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "quick": bool(args.quick),

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 from . import contract
-from .clihelp import Help
+from .clihelp import Help, out_folder
 from .fsutil import atomic_path, read_json
 from .manifest import MANIFEST, load_manifest
 from .runtime import ModelError
@@ -105,6 +105,13 @@ def check_artifacts(artifacts: Path, parity: dict):
         g = gated.get(a.key)
         if g is None:
             raise BundleError(f"{artifacts / 'parity.json'}: does not cover {a.file}; re-run `make parity`")
+        # The file's sha256 where the report has it: a model trained again is another file of
+        # the same size, and a gate report from before it must not let it through.
+        if g.get("sha256") and g["sha256"] != a.entry.get("sha256"):
+            raise BundleError(
+                f"{artifacts / 'parity.json'}: gated another {a.file} (sha256 {str(g['sha256'])[:12]}…, the manifest "
+                f"lists {str(a.entry.get('sha256'))[:12]}…): it is from before the last export; re-run `make parity`"
+            )
         if "bytes" in g and g["bytes"] != a.entry["bytes"]:
             raise BundleError(
                 f"{artifacts / 'parity.json'}: gated a {g['bytes']}-byte {a.file}, the manifest lists "
@@ -240,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=Help,
     )
     p.add_argument("--artifacts", default="artifacts", metavar="DIR", help="export folder with manifest.json and parity.json")
-    p.add_argument("--out", default="dist", metavar="DIR", help="where the .tar.gz goes")
+    p.add_argument("--out", type=out_folder("folder the .tar.gz goes into"), default="dist", metavar="DIR", help="where the .tar.gz goes")
     p.add_argument("--crops", default=DEFAULT_CROPS, metavar="DIR", help="golden crops for the self-test (PNG files + expected.json)")
     p.add_argument("--no-selftest", action="store_true", help="do not run the self-test on this machine before bundling")
     return p

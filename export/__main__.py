@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from edge.clihelp import Help
+from edge.clihelp import Help, count, out_folder
 from train.data import DataError
 
 from .export import ExportConfig, ExportError, run
@@ -21,10 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=Help,
     )
     p.add_argument("--model", default="artifacts/model.keras", help="the trained Keras model")
-    p.add_argument("--out", default=None, help="output folder (default: the model's folder)")
-    p.add_argument("--calib", type=int, default=500,
+    p.add_argument("--out", type=out_folder(), default=None, help="output folder (default: the model's folder)")
+    p.add_argument("--calib", type=count("an image count (1 or more)", 1), default=500,
                    help="representative images for int8 calibration (training split, stratified by class)")
-    p.add_argument("--seed", type=int, default=1, help="seed of the calibration sample and validation split")
+    p.add_argument("--seed", type=count("a seed (an integer from 0)"), default=1, help="seed of the calibration sample and validation split")
     p.add_argument("--formats", default=",".join(f.key for f in FORMATS), help="comma-separated formats to build")
     p.add_argument("--data", default=None, metavar="DIR", help="MNIST folder (default: $MNIST_DIR, then the Keras cache)")
     return p

@@ -70,10 +70,12 @@ def evaluate(artifacts_dir: Path, gate: Gate, *, data_dir: str | None = None, ke
     log.info("keras      %5.1fs accuracy %.4f%%", time.perf_counter() - t0, 100 * ref_acc)
 
     preds = {}
+    if not manifest.artifacts:
+        failures.append(f"{manifest.path}: lists no artifacts, so nothing was gated; re-run `make export`")
     for art in manifest.artifacts:
         t = time.perf_counter()
         row = {"key": art.key, "file": art.file, "format": art.format, "precision": art.precision,
-               "bytes": art.entry.get("bytes"), "checks": {}, "failures": []}
+               "bytes": art.entry.get("bytes"), "sha256": art.entry.get("sha256"), "checks": {}, "failures": []}
         try:
             art.verify()
             m = Model(art.path)

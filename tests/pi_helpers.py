@@ -46,7 +46,8 @@ def make_crops(out: Path, images: np.ndarray, labels: np.ndarray, models: list[P
 def write_parity(artifacts: Path, passed: bool = True) -> None:
     """A parity.json as `python -m export.parity` writes it (the parts the bundle reads)."""
     m = json.loads((artifacts / "manifest.json").read_text())
-    arts = [{"key": a["key"], "file": a["file"], "bytes": a["bytes"], "failures": []} for a in m["artifacts"]]
+    arts = [{"key": a["key"], "file": a["file"], "bytes": a["bytes"], "sha256": a["sha256"], "failures": []}
+            for a in m["artifacts"]]
     (artifacts / "parity.json").write_text(json.dumps({"artifacts": arts, "failures": [], "passed": passed}, indent=2))
 
 

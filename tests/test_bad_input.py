@@ -157,3 +157,51 @@ def test_parity_with_a_damaged_keras_model_is_an_error_not_a_traceback(exported,
     bad.write_bytes((exported / "model.keras").read_bytes()[:5000])
     code = parity.main(["--artifacts", str(exported), "--data", str(mnist_dir), "--keras", str(bad)])
     assert code == 2 and f"{bad}: cannot load the Keras model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module, argv, says", [
+    ("train", ["--epochs", "0"], "not an epoch count"),
+    ("train", ["--batch-size", "-5"], "not a batch size"),
+    ("train", ["--seed", "-1"], "not a seed"),
+    ("train", ["--threads", "-1"], "not a thread count"),
+    ("train", ["--out", "{file}"], "is a file; it must be a folder"),
+    ("export", ["--seed", "-1"], "not a seed"),
+    ("export", ["--calib", "0"], "not an image count"),
+    ("export", ["--out", "{file}"], "is a file; it must be a folder"),
+    ("benchmarks", ["--test-images", "0"], "not an image count"),
+    ("benchmarks", ["--out", "{file}"], "is a file; it must be a folder"),
+    ("edge.bundle", ["--out", "{file}"], "is a file; it must be a folder"),
+])
+def test_pipeline_flags_out_of_range_are_usage_errors_before_any_work(module, argv, says, tmp_path, capsys):
+    import importlib
+
+    f = tmp_path / "a_file"
+    f.write_text("")
+    main = importlib.import_module(module if module == "edge.bundle" else f"{module}.__main__").main
+    with pytest.raises(SystemExit) as e:
+        main([a.format(file=f) for a in argv])
+    assert e.value.code == 2 and says in capsys.readouterr().err
+
+
+def test_parity_fails_a_manifest_with_nothing_to_gate(exported, mnist_dir, tmp_path, capsys):
+    from export import parity
+
+    d = tmp_path / "art"
+    shutil.copytree(exported, d)
+    mf = json.loads((d / "manifest.json").read_text())
+    mf["artifacts"] = []
+    (d / "manifest.json").write_text(json.dumps(mf))
+    assert parity.main(["--artifacts", str(d), "--data", str(mnist_dir)]) == 1
+    assert "lists no artifacts, so nothing was gated" in capsys.readouterr().err
+
+
+def test_benchmarks_on_a_damaged_mnist_is_an_error_naming_the_file(exported, mnist_dir, tmp_path, capsys):
+    from benchmarks.__main__ import main as bench_main
+
+    name = "t10k-labels-idx1-ubyte.gz"
+    shutil.copy(mnist_dir / "t10k-images-idx3-ubyte.gz", tmp_path)
+    (tmp_path / name).write_bytes(b"not gzip")
+    assert bench_main(["--quick", "--artifacts", str(exported), "--data", str(tmp_path),
+                       "--out", str(tmp_path / "bench")]) == 2
+    assert str(tmp_path / name) in capsys.readouterr().err
+    assert not (tmp_path / "bench" / "bench.json").exists()

@@ -62,6 +62,25 @@ def test_bundle_refuses_a_model_that_changed_since_export(pi_artifacts, pi_crops
     assert "model_int8.tflite" in err and "sha256" in err and "make export" in err, err
 
 
+def test_bundle_refuses_a_gate_report_from_before_the_last_export(pi_artifacts, pi_crops, tmp_path, capsys):
+    art = _copy(pi_artifacts, tmp_path)
+    # Trained and exported again: a model of the same size, listed in the manifest with its own
+    # sha256, and the parity.json of the model before it still beside it.
+    p = art / "model_int8.tflite"
+    data = bytearray(p.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    p.write_bytes(bytes(data))
+    m = json.loads((art / "manifest.json").read_text())
+    for a in m["artifacts"]:
+        if a["file"] == p.name:
+            a["sha256"] = hashlib.sha256(data).hexdigest()
+    (art / "manifest.json").write_text(json.dumps(m))
+    rc, cap = _bundle(art, pi_crops, tmp_path / "dist", capsys)
+    err = cap.err.strip()
+    assert rc != 0 and len(err.splitlines()) == 1
+    assert "parity.json" in err and "model_int8.tflite" in err and "re-run `make parity`" in err, err
+
+
 def test_bundle_refuses_missing_crops(pi_artifacts, tmp_path, capsys):
     rc, cap = _bundle(pi_artifacts, tmp_path / "nope", tmp_path / "dist", capsys)
     assert rc != 0 and "--crops" in cap.err and str(tmp_path / "nope") in cap.err

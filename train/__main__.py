@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from edge.clihelp import Help
+from edge.clihelp import Help, count, out_folder
 
 from .data import DataError
 
@@ -24,15 +24,15 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=Help,
     )
     p.add_argument("--model", default="edge", choices=MODELS, help="model to train")
-    p.add_argument("--epochs", type=int, default=None, help="epochs (default: the model's recipe; 1 with --fast)")
-    p.add_argument("--batch-size", type=int, default=None, help="batch size (default: the model's recipe)")
-    p.add_argument("--seed", type=int, default=1, help="seed for the split, init, shuffling and augmentation")
-    p.add_argument("--out", default="artifacts", help="output directory")
+    p.add_argument("--epochs", type=count("an epoch count (1 or more)", 1), default=None, help="epochs (default: the model's recipe; 1 with --fast)")
+    p.add_argument("--batch-size", type=count("a batch size (1 or more)", 1), default=None, help="batch size (default: the model's recipe)")
+    p.add_argument("--seed", type=count("a seed (an integer from 0)"), default=1, help="seed for the split, init, shuffling and augmentation")
+    p.add_argument("--out", type=out_folder(), default="artifacts", help="output directory")
     p.add_argument("--data", default=None, metavar="DIR",
                    help="folder with the four MNIST IDX files (default: $MNIST_DIR, then the Keras cache)")
     p.add_argument("--download", action="store_true", help="download MNIST with Keras if no local copy is found")
     p.add_argument("--fast", action="store_true", help="smoke run: 6,000 training images, 1 epoch")
-    p.add_argument("--detector-crops", type=int, default=0, metavar="N",
+    p.add_argument("--detector-crops", type=count("a count (0 or more)"), default=0, metavar="N",
                    help="add N training images cut by the edge detector from synthetic frames of training digits "
                    "(about 170 a second on 2 cores; measured: no clear gain on synthetic frames, so off by default)")
     p.add_argument("--flagged-ones", type=float, default=0.0, metavar="FRAC",
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--motion-blur", type=float, default=0.0, metavar="FRAC",
                    help="also streak FRAC of each batch's images as by motion during the exposure "
                    "(train/augment.py), for a webcam or a sheet that moves: see the README's Training section")
-    p.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0: all cores)")
+    p.add_argument("--threads", type=count("a thread count (0: all cores)"), default=0, help="TensorFlow intra-op threads (0: all cores)")
     return p
 
 
