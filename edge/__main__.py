@@ -16,12 +16,12 @@ import sys
 import time
 from pathlib import Path
 
-from .clihelp import Help
+from .clihelp import Help, count, positive
 from .detect import INK_KINDS, DetectConfig, Reader
 from .manifest import load_manifest
 from .runtime import Model, ModelError
 from .serve import ServeError
-from .sources import IMAGE_SUFFIXES, Source, SourceError, list_images, read_image
+from .sources import IMAGE_SUFFIXES, Source, SourceError, list_images, read_image_at
 
 DEFAULT_ARTIFACTS = "artifacts"
 
@@ -70,32 +70,6 @@ def unit_interval(what: str, below_one: bool = False):
     return parse
 
 
-def count(what: str, least: int = 0):
-    """An argparse type: an integer of at least ``least``, called ``what`` in its error."""
-
-    def parse(v: str) -> int:
-        try:
-            n = int(v)
-        except ValueError:
-            n = least - 1
-        if n < least:
-            raise argparse.ArgumentTypeError(f"{v!r} is not {what}")
-        return n
-
-    return parse
-
-
-def positive(v: str) -> float:
-    """An argparse type: a float over 0 (a frame rate)."""
-    try:
-        r = float(v)
-    except ValueError:
-        r = 0.0
-    if not r > 0.0 or r == float("inf"):
-        raise argparse.ArgumentTypeError(f"{v!r} is not a number over 0")
-    return r
-
-
 seed = count("a seed (an integer from 0)")  # --seed, here and in edge.evaluate
 narrow_ratio = unit_interval("a width-to-height ratio from 0 (never) to below 1", below_one=True)  # --narrow-seven
 share = unit_interval("a share from 0 to 1")  # --dark-surround
@@ -134,7 +108,10 @@ def cmd_classify(args) -> int:
         for p in paths:
             t0 = time.perf_counter()
             try:
-                reading = reader.read(read_image(p))
+                img, factor = read_image_at(p, reader.cfg.work_size)
+                reading = reader.read(img)
+                if factor > 1:
+                    reading = reading.scaled(factor)
             except SourceError as e:
                 failed += 1
                 msg = str(e)

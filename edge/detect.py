@@ -38,6 +38,7 @@ under ``min_confidence`` is reported as rejected instead of as a wrong digit.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
@@ -136,6 +137,14 @@ class Reading:
             "detect_ms": round(self.detect_ms, 3),
             "classify_ms": round(self.classify_ms, 3),
         }
+
+    def scaled(self, factor: float) -> Reading:
+        """The same reading with every box in pixels ``factor`` times smaller (an image read at 1/factor
+        of its file's size, boxes back in the file's pixels)."""
+        def up(d: Digit) -> Digit:
+            return dataclasses.replace(d, box=tuple(int(round(v * factor)) for v in d.box))
+
+        return dataclasses.replace(self, digits=[up(d) for d in self.digits], rejected=[up(d) for d in self.rejected])
 
 
 @dataclass

@@ -1148,6 +1148,31 @@ def test_exif_orientation_is_applied(tmp_path):
     assert out[:10].mean() < 100 and out[-10:].mean() > 200  # the band is now on top
 
 
+def test_a_big_jpeg_is_decoded_at_a_fraction_of_its_size_with_boxes_in_the_files_pixels(exported, tmp_path, capsys):
+    from edge.sources import jpeg_size, read_image_at
+
+    img = np.full((2400, 3200, 3), 225, np.uint8)
+    for k, d in enumerate("4719"):
+        cv2.putText(img, d, (500 + k * 600, 1500), cv2.FONT_HERSHEY_SIMPLEX, 12, (40, 40, 40), 40, cv2.LINE_AA)
+    ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    jpg = tmp_path / "photo.jpg"
+    jpg.write_bytes(_with_exif_orientation(enc.tobytes(), 1))  # an EXIF segment before the frame header
+    assert jpeg_size(jpg.read_bytes()) == (3200, 2400) and jpeg_size(cv2.imencode(".png", img)[1]) is None
+    small, factor = read_image_at(jpg, 960)
+    assert factor == 2 and small.shape == (1200, 1600, 3)  # 3200 px: half (1600 >= 960), not a quarter
+    assert read_image_at(jpg, 0)[1] == 1 and read_image_at(jpg, 2000)[1] == 1
+    turned = tmp_path / "turned.jpg"
+    turned.write_bytes(_with_exif_orientation(enc.tobytes(), 6))
+    assert read_image_at(turned, 960)[0].shape == (1600, 1200, 3)  # EXIF orientation applied at half size too
+    png = tmp_path / "photo.png"
+    cv2.imwrite(str(png), img)  # the same pixels, read whole
+    assert edge_main(["classify", str(jpg), str(png), "--json", "--artifacts", str(exported), *LOOSE]) == 0
+    a, b = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert len(a["digits"]) == len(b["digits"]) == 4
+    for da, db in zip(a["digits"], b["digits"]):
+        assert all(abs(u - v) <= 12 for u, v in zip(da["box"], db["box"]))  # file pixels, not half-size ones
+
+
 def test_big_photo_with_thin_pen_strokes_on_coloured_paper(int8_model):
     """4032x3024 phone photo: digits ~200 px tall written with a 7-px pen line on beige paper, uneven light.
 
