@@ -440,14 +440,25 @@ def _time_pipeline(readers: dict, frames, s: Settings) -> dict:
 
 
 # -- everything --------------------------------------------------------------------------------
-def run_all(manifest: Manifest, data_dir: str | None, s: Settings) -> dict:
+def mnist_test_set(data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST's test images and labels: from ``data_dir`` or $MNIST_DIR, else (neither set) from the
+    Keras cache, as train, export and parity find it."""
     from edge.synthetic import load_test_digits
 
     loaded = load_test_digits(data_dir)
+    if loaded is None and not data_dir and not os.environ.get("MNIST_DIR"):
+        from train.data import load_mnist  # the Keras cache (a DataError names what it tried)
+
+        loaded = load_mnist()[1]
     if loaded is None:
         raise ModelError(f"no MNIST test set (t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]) in "
-                         f"{data_dir or os.environ.get('MNIST_DIR') or '$MNIST_DIR (unset)'}; set MNIST_DIR or pass --data")
-    digits, labels = loaded
+                         f"{data_dir or os.environ.get('MNIST_DIR') or '$MNIST_DIR (unset)'}; "
+                         "set MNIST_DIR or pass --data")
+    return loaded
+
+
+def run_all(manifest: Manifest, data_dir: str | None, s: Settings) -> dict:
+    digits, labels = mnist_test_set(data_dir)
     n = min(s.test_images, len(labels))
     x, y = contract.to_float(digits[:n]), labels[:n]
     t0 = time.perf_counter()

@@ -7,6 +7,7 @@ import logging
 import os
 import platform
 import time
+import zipfile
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -51,8 +52,13 @@ def tool_versions() -> dict:
 
 
 def load_keras(path: Path):
+    if path.is_dir():
+        raise ExportError(f"{path}: is a folder; pass the model file in it, e.g. {path / 'model.keras'}")
     if not path.is_file():
         raise ExportError(f"{path}: no such model; train one first (`make train`) or pass --model PATH")
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):  # (Keras itself says "File not found")
+        raise ExportError(f"{path}: not a Keras model (a .keras file is a zip archive; this one is damaged, "
+                          "truncated or something else); re-run `make train`")
     import keras
 
     try:

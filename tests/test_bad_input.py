@@ -156,7 +156,7 @@ def test_parity_with_a_damaged_keras_model_is_an_error_not_a_traceback(exported,
     bad = tmp_path / "cut.keras"
     bad.write_bytes((exported / "model.keras").read_bytes()[:5000])
     code = parity.main(["--artifacts", str(exported), "--data", str(mnist_dir), "--keras", str(bad)])
-    assert code == 2 and f"{bad}: cannot load the Keras model" in capsys.readouterr().err
+    assert code == 2 and f"{bad}: not a Keras model" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("module, argv, says", [
@@ -205,3 +205,26 @@ def test_benchmarks_on_a_damaged_mnist_is_an_error_naming_the_file(exported, mni
                        "--out", str(tmp_path / "bench")]) == 2
     assert str(tmp_path / name) in capsys.readouterr().err
     assert not (tmp_path / "bench" / "bench.json").exists()
+
+
+def test_benchmarks_find_mnist_in_the_keras_cache_as_the_other_stages_do(mnist, tmp_path, monkeypatch):
+    from benchmarks.run import mnist_test_set
+
+    (x_train, y_train), (x_test, y_test) = mnist
+    (tmp_path / "datasets").mkdir()
+    np.savez(tmp_path / "datasets" / "mnist.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    monkeypatch.delenv("MNIST_DIR", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    x, y = mnist_test_set(None)
+    assert np.array_equal(x, x_test) and np.array_equal(y, y_test)
+
+
+def test_export_says_what_a_folder_or_a_non_keras_file_is(tmp_path, capsys):
+    from export.__main__ import main as export_main
+
+    assert export_main(["--model", str(tmp_path)]) == 2
+    assert f"{tmp_path}: is a folder; pass the model file in it, e.g. {tmp_path / 'model.keras'}" in capsys.readouterr().err
+    fake = tmp_path / "model.keras"
+    fake.write_text("not a model")
+    assert export_main(["--model", str(fake)]) == 2
+    assert f"{fake}: not a Keras model" in capsys.readouterr().err

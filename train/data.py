@@ -135,7 +135,8 @@ def load_mnist(
     if directory is not None:
         d = Path(directory).expanduser()
         if not d.is_dir():
-            raise DataError(f"{d}: MNIST directory does not exist (set MNIST_DIR or pass --data to a folder with the four IDX files)")
+            what = "is a file, not a folder" if d.exists() else "does not exist"
+            raise DataError(f"{d}: MNIST directory {what} (set MNIST_DIR or pass --data to a folder with the four IDX files)")
         if any(_find(d, stem) for stem, _, _ in FILES.values()):
             data = _load_idx_dir(d, verify=verify)
             _validate(data, str(d))
