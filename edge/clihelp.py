@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 class Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -46,8 +47,6 @@ def out_folder(what: str = "output folder"):
     """An argparse type: a folder to write into (created later if missing), not an existing file."""
 
     def parse(v: str) -> str:
-        import os
-
         if os.path.exists(v) and not os.path.isdir(v):
             raise argparse.ArgumentTypeError(f"{v!r} is a file; it must be a folder (the {what})")
         return v

@@ -139,8 +139,8 @@ class Reading:
         }
 
     def scaled(self, factor: float) -> Reading:
-        """The same reading with every box in pixels ``factor`` times smaller (an image read at 1/factor
-        of its file's size, boxes back in the file's pixels)."""
+        """The same reading with every box times ``factor``: the boxes of an image read at 1/``factor``
+        of its file's size, put back in the file's pixels."""
         def up(d: Digit) -> Digit:
             return dataclasses.replace(d, box=tuple(int(round(v * factor)) for v in d.box))
 
