@@ -100,6 +100,16 @@ def test_gz_with_wrong_checksum_is_refused(tmp_path):
         load_mnist(tmp_path)
 
 
+def test_the_official_files_gunzipped_and_gzipped_again_are_accepted(mnist_dir, tmp_path):
+    from train.data import FILES
+
+    for stem, _, _ in FILES.values():
+        (tmp_path / f"{stem}.gz").write_bytes(gzip.compress(gzip.decompress((mnist_dir / f"{stem}.gz").read_bytes()), 1))
+    assert (tmp_path / "t10k-labels-idx1-ubyte.gz").read_bytes() != (mnist_dir / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    (_, _), (_, yte) = load_mnist(tmp_path)  # other bytes, the same content
+    assert yte.shape == (10000,)
+
+
 def test_partial_set_is_refused(tmp_path):
     _write_set(tmp_path, n_train=100)
     with pytest.raises(DataError, match="expected 60000"):
