@@ -72,7 +72,7 @@ def test_detector_crops_are_labelled_contract_images_and_seeded(mnist):
 def test_negative_detector_crops_is_refused(capsys):
     with pytest.raises(SystemExit):
         main(["--detector-crops", "-1"])
-    assert "--detector-crops must be 0 or more" in capsys.readouterr().err
+    assert "argument --detector-crops: '-1' is not an image count (0 or more)" in capsys.readouterr().err
 
 
 def test_flagged_ones_are_added_to_training(tmp_path, mnist_dir):
