@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import statistics
 import sys
 import time
+from collections import deque
 from pathlib import Path
 
 from .clihelp import Help, count, positive
@@ -73,6 +75,7 @@ def unit_interval(what: str, below_one: bool = False):
 seed = count("a seed (an integer from 0)")  # --seed, here and in edge.evaluate
 narrow_ratio = unit_interval("a width-to-height ratio from 0 (never) to below 1", below_one=True)  # --narrow-seven
 share = unit_interval("a share from 0 to 1")  # --dark-surround
+confidence = unit_interval("a confidence from 0 to 1")  # --min-confidence
 edge_ratio = unit_interval("an edge-direction ratio from 0 (never) to 1")  # edge.evaluate --streak
 
 
@@ -80,7 +83,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, metavar="FILE",
                    help="a .tflite or .onnx model (default: the int8 TFLite in ARTIFACTS/manifest.json)")
     p.add_argument("--artifacts", default=DEFAULT_ARTIFACTS, metavar="DIR", help="where manifest.json is")
-    p.add_argument("--min-confidence", type=float, default=DetectConfig.min_confidence,
+    p.add_argument("--min-confidence", type=confidence, default=DetectConfig.min_confidence,
                    help="candidates the model is less sure of are reported as rejected, not as digits")
     p.add_argument("--recheck-below", type=float, default=DetectConfig.recheck_below, metavar="CONF",
                    help="a candidate read with less confidence is cut again at four other stroke widths and "
@@ -198,11 +201,15 @@ def cmd_run(args) -> int:
     # Also SIGINT: a shell starts background jobs with SIGINT ignored, and `kill -INT` should still stop us.
     signal.signal(signal.SIGINT, on_term)
     frames, t_start, stop = 0, time.perf_counter(), ""
+    # The reader's own time per frame (detect + classify), apart from the source's and the view's:
+    # a synthetic frame takes longer to draw than to read.
+    read_ms: deque[float] = deque(maxlen=1000)
     fps = 0.0
     try:
         last = time.perf_counter()
         for frame in source:
             reading = reader.read(frame)
+            read_ms.append(reading.detect_ms + reading.classify_ms)
             if smoother is not None:
                 reading = smoother.update(reading)
             now = time.perf_counter()
@@ -263,7 +270,8 @@ def cmd_run(args) -> int:
         if window:
             cv2.destroyAllWindows()
     elapsed = time.perf_counter() - t_start
-    print(f"run: {frames} frames in {elapsed:.1f}s, mean {frames / elapsed if elapsed > 0 else 0:.1f} FPS; "
+    reader_ms = f" (reading: median {statistics.median(read_ms):.1f} ms a frame)" if read_ms else ""
+    print(f"run: {frames} frames in {elapsed:.1f}s, mean {frames / elapsed if elapsed > 0 else 0:.1f} FPS{reader_ms}; "
           f"stopped: {stop}", file=sys.stderr)
     failed_source = source.kind == "camera" and stop.startswith("camera")
     return 1 if failed_source else 0

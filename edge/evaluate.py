@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from .__main__ import count, edge_ratio, load_model, narrow_ratio, seed, share
+from .__main__ import confidence, count, edge_ratio, load_model, narrow_ratio, seed, share
 from .clihelp import Help
 from .detect import DetectConfig, Reader
 from .idx import DataError
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--touching", type=float, default=0.0, metavar="P",
                    help="chance that a digit is written touching (or nearly) the next one in its line")
     p.add_argument("--data", default=None, help="MNIST folder (default: $MNIST_DIR)")
-    p.add_argument("--min-confidence", type=float, default=DetectConfig.min_confidence, metavar="CONF",
+    p.add_argument("--min-confidence", type=confidence, default=DetectConfig.min_confidence, metavar="CONF",
                    help="candidates the model is less sure of are counted as rejected, not as digits")
     p.add_argument("--recheck-below", type=float, default=DetectConfig.recheck_below, metavar="CONF",
                    help="a candidate read with less confidence is cut again at four other stroke widths and "

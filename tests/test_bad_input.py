@@ -87,6 +87,7 @@ def test_a_source_path_that_does_not_exist_says_so(exported, capsys):
     (["run", "--threads", "0"], "not a thread count"),
     (["run", "--save-fps", "0"], "not a number over 0"),
     (["classify", "x.png", "--threads", "-2"], "not a thread count"),
+    (["classify", "x.png", "--min-confidence", "1.5"], "not a confidence from 0 to 1"),
 ])
 def test_out_of_range_flags_are_usage_errors_naming_the_flag(argv, says, capsys):
     with pytest.raises(SystemExit) as e:

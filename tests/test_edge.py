@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -1055,6 +1056,7 @@ def test_run_headless_synthetic(exported, capsys, monkeypatch, mnist_dir):
     assert code == 0 and [r["frame"] for r in rows] == [0, 1, 2, 3]
     assert all({"text", "digits", "ms"} <= set(r) for r in rows) and any(r["digits"] for r in rows)
     assert "4 frames" in out.err and "FPS" in out.err
+    assert re.search(r"\(reading: median \d+\.\d ms a frame\)", out.err)  # the reader's own time, apart from drawing
 
 
 def test_run_save_writes_a_video(exported, tmp_path, capsys):
