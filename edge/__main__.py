@@ -18,9 +18,9 @@ import time
 from collections import deque
 from pathlib import Path
 
-from .clihelp import Help, count, positive
+from .clihelp import Help, count, positive, seed
 from .detect import INK_KINDS, DetectConfig, Reader
-from .manifest import load_manifest
+from .manifest import NoManifest, load_manifest
 from .runtime import Model, ModelError
 from .serve import ServeError
 from .sources import IMAGE_SUFFIXES, Source, SourceError, list_images, read_image_at
@@ -34,10 +34,11 @@ def load_model(model: str | None, artifacts: str, threads: int | None = None, ru
     A file the manifest lists is checked against its sha256 before loading.
     """
     if model is None:
-        if not (Path(artifacts) / "manifest.json").is_file():
-            raise ModelError(f"{Path(artifacts) / 'manifest.json'}: no manifest; run `make export` first, "
-                             "or pass --model FILE (a .tflite or .onnx model)")
-        art = load_manifest(artifacts).default()
+        try:
+            manifest = load_manifest(artifacts)
+        except NoManifest as e:
+            raise ModelError(f"{e}, or pass --model FILE (a .tflite or .onnx model)") from None
+        art = manifest.default()
         art.verify()
         return Model(art.path, threads=threads, runtime=runtime)
     path = Path(model)
@@ -72,7 +73,6 @@ def unit_interval(what: str, below_one: bool = False):
     return parse
 
 
-seed = count("a seed (an integer from 0)")  # --seed, here and in edge.evaluate
 narrow_ratio = unit_interval("a width-to-height ratio from 0 (never) to below 1", below_one=True)  # --narrow-seven
 share = unit_interval("a share from 0 to 1")  # --dark-surround
 confidence = unit_interval("a confidence from 0 to 1")  # --min-confidence

@@ -52,3 +52,6 @@ def out_folder(what: str = "output folder"):
         return v
 
     return parse
+
+
+seed = count("a seed (an integer from 0)")  # every CLI's --seed

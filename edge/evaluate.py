@@ -13,8 +13,8 @@ import json
 import os
 import sys
 
-from .__main__ import confidence, count, edge_ratio, load_model, narrow_ratio, seed, share
-from .clihelp import Help
+from .__main__ import confidence, edge_ratio, load_model, narrow_ratio, share
+from .clihelp import Help, count, seed
 from .detect import DetectConfig, Reader
 from .idx import DataError
 from .runtime import ModelError

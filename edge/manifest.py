@@ -16,6 +16,10 @@ from . import contract
 from .fsutil import read_json, sha256_file
 from .runtime import ModelError
 
+
+class NoManifest(ModelError):
+    """There is no manifest where one was looked for."""
+
 MANIFEST = "manifest.json"
 SCHEMA = 1
 
@@ -90,7 +94,7 @@ def load_manifest(path_or_dir: str | os.PathLike) -> Manifest:
     if p.is_dir():
         p = p / MANIFEST
     if not p.is_file():
-        raise ModelError(f"{p}: no manifest; run `make export` first")
+        raise NoManifest(f"{p}: no manifest; run `make export` first")
     data = read_json(p, ModelError, "re-run `make export`", what="manifest")
     if not isinstance(data, dict) or not isinstance(data.get("artifacts"), list):
         raise ModelError(f"{p}: not an mnist-edge manifest (no 'artifacts' list); re-run `make export`")

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from edge.clihelp import Help, count, out_folder
+from edge.clihelp import Help, count, out_folder, seed
 from train.data import DataError
 
 from .export import ExportConfig, ExportError, run
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=out_folder(), default=None, help="output folder (default: the model's folder)")
     p.add_argument("--calib", type=count("an image count (1 or more)", 1), default=500,
                    help="representative images for int8 calibration (training split, stratified by class)")
-    p.add_argument("--seed", type=count("a seed (an integer from 0)"), default=1, help="seed of the calibration sample and validation split")
+    p.add_argument("--seed", type=seed, default=1, help="seed of the calibration sample and validation split")
     p.add_argument("--formats", default=",".join(f.key for f in FORMATS), help="comma-separated formats to build")
     p.add_argument("--data", default=None, metavar="DIR", help="MNIST folder (default: $MNIST_DIR, then the Keras cache)")
     return p

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from edge.clihelp import Help, count, out_folder
+from edge.clihelp import Help, count, out_folder, seed
 
 from .data import DataError
 
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="edge", choices=MODELS, help="model to train")
     p.add_argument("--epochs", type=count("an epoch count (1 or more)", 1), default=None, help="epochs (default: the model's recipe; 1 with --fast)")
     p.add_argument("--batch-size", type=count("a batch size (1 or more)", 1), default=None, help="batch size (default: the model's recipe)")
-    p.add_argument("--seed", type=count("a seed (an integer from 0)"), default=1, help="seed for the split, init, shuffling and augmentation")
+    p.add_argument("--seed", type=seed, default=1, help="seed for the split, init, shuffling and augmentation")
     p.add_argument("--out", type=out_folder(), default="artifacts", help="output directory")
     p.add_argument("--data", default=None, metavar="DIR",
                    help="folder with the four MNIST IDX files (default: $MNIST_DIR, then the Keras cache)")

@@ -60,18 +60,6 @@ CONTENT_SHA256 = {
 }
 
 
-def _content_sha256(path: Path) -> str | None:
-    """sha256 of a .gz file's decompressed content, or None when it does not decompress."""
-    h = hashlib.sha256()
-    try:
-        with gzip.open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    except (OSError, EOFError):
-        return None
-    return h.hexdigest()
-
-
 @dataclass(frozen=True)
 class Split:
     """Train/validation/test arrays; the test set is for final evaluation only."""
@@ -84,12 +72,20 @@ class Split:
     y_test: np.ndarray
 
 
-def _digest(path: Path, algo: str) -> str:
+def _digest(path: Path, algo: str, opener=open) -> str:
     h = hashlib.new(algo)
-    with open(path, "rb") as f:
+    with opener(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _content_sha256(path: Path) -> str | None:
+    """sha256 of a .gz file's decompressed content, or None when it does not decompress."""
+    try:
+        return _digest(path, "sha256", opener=gzip.open)
+    except (OSError, EOFError):
+        return None
 
 
 def _find(directory: Path, stem: str) -> Path | None:
