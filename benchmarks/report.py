@@ -61,6 +61,18 @@ def pipeline_table(rows: list[dict]) -> list[str]:
     return out
 
 
+def _int8_line(host: dict) -> str:
+    """What the CPU offers int8 kernels: the line that explains the int8/float column."""
+    dot, simd = host.get("int8_dot"), host.get("simd")
+    if dot is None:  # not read (not Linux, or a report written before this line existed)
+        return "CPU features: not read; int8/float depends on whether the CPU has integer dot-product instructions."
+    vector = f" (vector: {', '.join(simd)})" if simd else ""
+    if dot:
+        return f"Integer dot-product instructions: {', '.join(dot)}{vector}: int8 kernels take their fast path."
+    return (f"Integer dot-product instructions: none{vector}: int8 kernels lack their fast path, and int8 may "
+            "be no faster than float here, or slower (see the int8/float column).")
+
+
 def markdown(report: dict) -> str:
     h = report["host"]
     s = report["settings"]
@@ -69,6 +81,7 @@ def markdown(report: dict) -> str:
         "",
         f"Host: {h['cpu']}, {h['cores']} usable core(s), {h['os']}, Python {h['python']}; "
         f"load average at start {', '.join(f'{v:.2f}' for v in h['loadavg_at_start'] or [])}.",
+        _int8_line(h),
         f"Mode: {'--quick (tiny budgets, not for comparison)' if report.get('quick') else 'full'}; "
         f"{s['test_images']} test images, {s['budget_s']} s of timed batch-1 calls per row after {s['warmup_s']} s "
         f"warm-up, cold start = median of {s['cold_runs']} new processes (Keras: {s['keras_cold_runs']}).",

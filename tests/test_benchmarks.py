@@ -39,6 +39,43 @@ def test_writes_every_output(quick_bench):
     assert "onnxruntime" in host["packages"] and "numpy" in host["packages"]
     md = (out / "bench.md").read_text()
     assert "| format | precision | runtime |" in md and "Edge pipeline" in md
+    assert "int8_dot" in host and "dot-product instructions" in md
+
+
+X86_VNNI = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC
+flags\t\t: fpu sse4_2 avx avx2 avx512f avx512_vnni avx512bw
+"""
+X86_AVX2 = "processor\t: 0\nflags\t\t: fpu sse4_2 avx avx2 fma\n"
+PI4 = "processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"
+PI5 = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp asimddp\n"
+
+
+@pytest.mark.parametrize("text, dot, simd", [
+    (X86_VNNI, ["AVX-512 VNNI"], ["sse4_2", "avx2", "avx512f"]),
+    (X86_AVX2, [], ["sse4_2", "avx2"]),
+    (PI4, [], ["asimd"]),
+    (PI5, ["Arm dot product"], ["asimd"]),
+])
+def test_cpu_flags_tell_int8_dot_products(tmp_path, text, dot, simd):
+    from benchmarks.host import SIMD, cpu_flags, int8_dot
+
+    path = tmp_path / "cpuinfo"
+    path.write_text(text + "\n" + text.replace("processor\t: 0", "processor\t: 1"))
+    flags = cpu_flags(str(path))
+    assert int8_dot(flags) == dot
+    assert [f for f in SIMD if f in flags] == simd
+    assert cpu_flags(str(tmp_path / "missing")) == set()
+
+
+def test_report_says_what_int8_kernels_have():
+    from benchmarks.report import _int8_line
+
+    assert "fast path" in _int8_line({"int8_dot": ["AVX-512 VNNI"], "simd": ["avx2", "avx512f"]})
+    slow = _int8_line({"int8_dot": [], "simd": ["avx2"]})
+    assert "none (vector: avx2)" in slow and "no faster than float" in slow
+    assert "not read" in _int8_line({})  # a report from before the line existed, or not Linux
 
 
 def test_every_artifact_runtime_and_thread_count_is_a_row(quick_bench, exported):
