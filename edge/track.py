@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .detect import Digit, Reading, assemble, iou
+from .detect import DetectConfig, Digit, Reading, assemble, iou
 
 
 @dataclass
@@ -21,7 +21,8 @@ class Smoother:
     """Matches each frame's boxes to the previous frames' by overlap and averages their class
     probabilities over the last ``window`` frames. A track unseen for ``max_missed`` frames ends."""
 
-    def __init__(self, window: int = 5, min_iou: float = 0.3, max_missed: int = 3, min_confidence: float = 0.4):
+    def __init__(self, window: int = 5, min_iou: float = 0.3, max_missed: int = 3,
+                 min_confidence: float = DetectConfig.min_confidence):
         self.window, self.min_iou, self.max_missed, self.min_confidence = window, min_iou, max_missed, min_confidence
         self.tracks: list[_Track] = []
 
