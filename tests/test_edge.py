@@ -978,6 +978,31 @@ def test_non_images_raise_value_error(int8_model):
             Reader(int8_model).read(bad)
 
 
+class ReadsOneAt:
+    """A model that reads every crop as a 1 with probability ``p`` (the other nine share the rest)."""
+
+    def __init__(self, p: float):
+        self.p = p
+
+    def predict_uint8(self, crops):
+        out = np.full((len(crops), 10), (1 - self.p) / 9, np.float32)
+        out[:, 1] = self.p
+        return out
+
+
+def test_a_candidate_under_min_confidence_is_rejected_not_read():
+    page = np.full((240, 320, 3), 235, np.uint8)
+    for x in (100, 200):
+        cv2.line(page, (x, 60), (x, 160), (30, 30, 30), 7)
+    # 0.3: read at the default (0.25), which an odd but true digit can score; rejected at 0.4.
+    reading = Reader(ReadsOneAt(0.3), DetectConfig(recheck_below=0.0)).read(page)
+    assert reading.text == "11" and not reading.rejected
+    strict = Reader(ReadsOneAt(0.3), DetectConfig(recheck_below=0.0, min_confidence=0.4)).read(page)
+    assert strict.text == "" and [d.label for d in strict.rejected] == [1, 1]
+    assert Reader(ReadsOneAt(0.2), DetectConfig(recheck_below=0.0)).read(page).text == ""
+    assert Smoother().min_confidence == DetectConfig().min_confidence  # run's smoother keeps the same rule
+
+
 def test_smoother_stops_a_flickering_digit():
     sm = Smoother(window=5)
     texts = []
