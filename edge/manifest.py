@@ -20,6 +20,7 @@ from .runtime import ModelError
 class NoManifest(ModelError):
     """There is no manifest where one was looked for."""
 
+
 MANIFEST = "manifest.json"
 SCHEMA = 1
 
