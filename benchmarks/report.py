@@ -61,6 +61,16 @@ def pipeline_table(rows: list[dict]) -> list[str]:
     return out
 
 
+def _heap_line(rows: list[dict]) -> list[str]:
+    """How the pipeline's process allocated its frame buffers (see edge.heap), when the rows say."""
+    states = sorted({r["heap"] for r in rows if r.get("heap")})
+    if not states:
+        return []
+    if states == ["set"]:
+        return ["Freed frame buffers kept for reuse (`edge.heap`, as `python -m edge` runs).", ""]
+    return [f"Heap left as it was ({'; '.join(states)}): each frame's buffers may start on fresh pages.", ""]
+
+
 def _int8_line(host: dict) -> str:
     """What the CPU offers int8 kernels: the line that explains the int8/float column."""
     dot, simd = host.get("int8_dot"), host.get("simd")
@@ -98,7 +108,7 @@ def markdown(report: dict) -> str:
     ]
     if report.get("pipeline"):
         lines += ["## Edge pipeline (`Reader.read`, synthetic 640×480 frames, one thread)", "",
-                  *pipeline_table(report["pipeline"]), ""]
+                  *pipeline_table(report["pipeline"]), "", *_heap_line(report["pipeline"])]
     kp = report.get("keras_predict")
     if kp:
         lines += ["## What the tutorials do", "",

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge import contract
+from edge import contract, heap
 from edge import runtime as rt
 from edge.manifest import Manifest
 from edge.runtime import Model, ModelError
@@ -383,6 +383,7 @@ def pipeline_rows(manifest: Manifest, digits: np.ndarray, labels: np.ndarray, s:
         maker = FrameMaker(digits, labels, seed=1000 + n, size=(640, 480))
         frames[n] = [maker.make(n) for _ in range(max(1, s.frames))]
     rows = []
+    heap_state = heap.keep_freed_memory()  # as `python -m edge` does: this times what the runner runs
     old_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
@@ -396,7 +397,8 @@ def pipeline_rows(manifest: Manifest, digits: np.ndarray, labels: np.ndarray, s:
             for key in keys:
                 row = {"kind": "pipeline", "key": key, "precision": manifest.get(key).precision,
                        "runtime": runtimes[key], "runtime_version": rt.runtime_version(runtimes[key]), "threads": 1,
-                       "digits": n, "frame_size": [640, 480], "frames": len(fs), "status": "ok", **results[key]}
+                       "digits": n, "frame_size": [640, 480], "frames": len(fs), "heap": heap_state, "status": "ok",
+                       **results[key]}
                 log.info("pipeline %-14s %2d digits: total median %.2f ms (detect %.2f, classify %.2f), %d runs",
                          key, n, row["total_ms"], row["detect_ms"], row["classify_ms"], row["runs"])
                 rows.append(row)

@@ -8,6 +8,7 @@ import pytest
 
 from benchmarks.__main__ import main
 from benchmarks.run import COLUMNS, thread_counts
+from edge import heap
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +138,8 @@ def test_pipeline_and_predict_reference(quick_bench):
     for r in pipe:
         assert r["status"] == "ok" and r["threads"] == 1 and r["frame_size"] == [640, 480]
         assert r["total_ms"] >= r["detect_ms"] > 0 and r["classify_ms"] > 0 and r["fps"] > 0
+        # Timed as `python -m edge` runs: with the freed frame buffers kept (edge.heap), where it can be.
+        assert r["heap"] == heap.keep_freed_memory()
     kp = report["keras_predict"]
     assert kp["median_ms"] > 0 and kp["runs"] >= 3
 
