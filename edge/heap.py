@@ -1,13 +1,13 @@
 """Keep the frame-sized buffers the pipeline frees, instead of handing them back to the OS each frame.
 
-Reading a 640x480 frame makes some thirty temporary arrays of 0.3-1.2 MB (the grey frame, the ink
+Reading a 640x480 frame makes dozens of temporary arrays of 0.3-1.2 MB (the grey frame, the ink
 map, thresholds, component labels). glibc's malloc returns such blocks to the kernel when they are
 freed (as unmapped blocks, or by trimming the top of its heap), so the next frame's arrays start on
-fresh pages, and every first touch of a page is a fault: 574 minor faults a frame here, about
-1.3 ms of a 10-digit frame's 8 under KVM (``benchmarks``' frames, one core). With a fixed mmap
-threshold of ``MMAP_THRESHOLD`` and a trim threshold of ``TRIM_THRESHOLD`` the freed blocks stay
-in the heap and are reused: no faults after the first frame, the same peak memory (the next frame
-needs the same buffers again).
+fresh pages, and every first touch of a page is a fault: 575 minor faults a frame here (2.3 MB of
+pages), 1.2-2 ms of a 10-digit frame's 8-10 under KVM (``benchmarks``' frames through
+``Reader.read``, one core). With a fixed mmap threshold of ``MMAP_THRESHOLD`` and a trim threshold
+of ``TRIM_THRESHOLD`` the freed blocks stay in the heap and are reused: one fault a frame, and
+peak memory 1-2 MB more (the next frame needs the same buffers again).
 
 :func:`keep_freed_memory` sets both, once per process: ``python -m edge`` calls it, and so does
 ``benchmarks`` before it times the pipeline (it measures what the runner does). A program that
