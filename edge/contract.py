@@ -153,14 +153,18 @@ def normalize_ink(ink: np.ndarray) -> np.ndarray:
     ``edge.detect`` cuts out). Then the general path's darkest value, border level and floor are
     all 0, and its steps reduce to one division by the peak: the output is the same, byte for
     byte. Anything else goes through ``normalize_crop``."""
-    if (ink.dtype != np.uint8 or ink.ndim != 2 or ink.shape[0] < 2 or ink.shape[1] < 2
-            or ink[0].any() or ink[-1].any() or ink[:, 0].any() or ink[:, -1].any()):
+    if ink.dtype != np.uint8 or ink.ndim != 2 or ink.shape[0] < 2 or ink.shape[1] < 2:
         return normalize_crop(ink, ink_is_dark=False)
     import cv2  # the detector's own dependency: this module stays importable with numpy alone
 
-    hi = int(ink.max())
-    if hi == 0:
+    # The box of every pixel above 0: off the edges, the border is 0 all round (one OpenCV call
+    # where four numpy reductions of the border took 3-4 times as long).
+    x, y, w, h = cv2.boundingRect(ink)
+    if w == 0:
         return np.zeros((SIZE, SIZE), np.uint8)
+    if x == 0 or y == 0 or x + w == ink.shape[1] or y + h == ink.shape[0]:
+        return normalize_crop(ink, ink_is_dark=False)
+    hi = int(ink.max())
     # _place's "ink > 0.05" on ink / hi, found on the uint8 crop by OpenCV (one call, not four
     # numpy reductions), so only the digit's own box is turned to float.
     x, y, w, h = cv2.boundingRect(cv2.threshold(ink, _ink_floor(hi) - 1, 255, cv2.THRESH_BINARY)[1])

@@ -93,6 +93,10 @@ def test_normalize_ink_is_normalize_crop_byte_for_byte():
         edged[[0, -1], :] = 90  # a grey border: not the fast path's case (its floor is not 0)
         edged[:, [0, -1]] = 90
         assert np.array_equal(contract.normalize_ink(edged), contract.normalize_crop(edged, ink_is_dark=False))
+        for r, c in ((0, a.shape[1] // 2), (-1, 3), (a.shape[0] // 2, 0), (2, -1)):
+            touched = a.copy()
+            touched[r, c] = 7  # a little faint ink on one edge only: the general path too
+            assert np.array_equal(contract.normalize_ink(touched), contract.normalize_crop(touched, ink_is_dark=False))
         seen += int(a.max() > 0)
     assert seen > 50
     # Its ink threshold is found on the uint8 scale: at every peak, faint ink just at and just under
