@@ -323,6 +323,56 @@ def test_ruling_is_many_long_lines_close_together_not_a_few_digit_stems():
     assert not _ruled(lines(range(40, 480, 36), 150), 640)  # short dashes are no rules
 
 
+def _random_ink(rng, h: int, w: int) -> np.ndarray:
+    """0/1 ink of every shape components take: rings (with specks and rings in their holes), lines
+    one and two pixels wide, diagonal chains, specks, noise, and ink along the image's edges."""
+    a = np.zeros((h, w), np.uint8)
+    for _ in range(int(rng.integers(0, 14))):
+        x, y, r = int(rng.integers(0, w)), int(rng.integers(0, h)), int(rng.integers(1, 20))
+        kind = int(rng.integers(0, 5))
+        if kind == 0:
+            cv2.circle(a, (x, y), r, 1, int(rng.integers(1, 3)))
+            if rng.random() < 0.5:
+                cv2.circle(a, (x, y), max(0, r // 2 - 1), 1, 1)  # a ring in the ring's hole
+        elif kind == 1:
+            cv2.line(a, (x, y), (int(rng.integers(0, w)), int(rng.integers(0, h))), 1, int(rng.integers(1, 3)))
+        elif kind == 2:
+            for k in range(r):  # touching only at corners: 8-connected, not 4-connected
+                if 0 <= y + k < h and 0 <= x + k < w:
+                    a[y + k, x + k] = 1
+        elif kind == 3:
+            a[y, x] = 1
+        else:
+            a[[0, -1] if rng.random() < 0.5 else [0], :] = 1  # a band along the edge
+    return a | (rng.random((h, w)) < rng.uniform(0, 0.35)).astype(np.uint8)
+
+
+def test_outlines_give_the_components_boxes_and_pixels_connected_components_gives():
+    """The detector finds pieces of ink from their outlines (faster on a frame of mostly paper): the
+    same components, boxes and pixels as cv2.connectedComponentsWithStats, each listed once."""
+    import edge.detect as detect
+
+    rng = np.random.default_rng(0)
+    shapes = [(1, 1), (1, 7), (7, 1), (2, 2)] + [tuple(int(v) for v in rng.integers(1, 90, 2)) for _ in range(400)]
+    for h, w in shapes:
+        a = _random_ink(rng, h, w)
+        if rng.random() < 0.05:
+            a[:] = 1
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(a, connectivity=8)
+        comps, outlines = detect._outlines(a)
+        assert len(comps) == n - 1, (h, w)
+        seen = set()
+        for i, (x, y, cw, ch) in comps:
+            own = detect._own(outlines, i, (x, y, cw, ch)).view(bool)
+            k = int(labels[y : y + ch, x : x + cw][own][0])
+            assert tuple(int(v) for v in stats[k]) == (x, y, cw, ch, np.count_nonzero(own)), (h, w, k)
+            assert np.array_equal(own, labels[y : y + ch, x : x + cw] == k), (h, w, k)
+            seen.add(k)
+        assert seen == set(range(1, n))
+        starts = [(y, x) for _, (x, y, _, _) in comps]
+        assert [s[0] for s in starts] == sorted(s[0] for s in starts)  # top to bottom by first row
+
+
 def test_hundreds_of_pieces_are_capped_before_merging(test_digits, monkeypatch):
     import edge.detect as detect
 
