@@ -56,7 +56,7 @@ def pipeline_table(rows: list[dict]) -> list[str]:
             f"| {r['key']} | {r.get('runtime', DASH)} | {r['threads']} | {r['digits']} | {_f(r.get('detect_ms'), '.2f')} | "
             f"{_f(r.get('classify_ms'), '.2f')} | {_f(r.get('total_ms'), '.2f')} | {_f(r.get('total_p90_ms'), '.2f')} | "
             f"{_f(r.get('fps'), '.1f')} | {_f(r.get('runs'), 'd')} | "
-            f"{_f(100 * r['exact_text'] if r.get('exact_text') is not None else None, '.0f')}% | {r['status']} |"
+            f"{_f(100 * r['exact_text'], '.0f') + '%' if r.get('exact_text') is not None else DASH} | {r['status']} |"
         )
     return out
 

@@ -387,14 +387,25 @@ def pipeline_rows(manifest: Manifest, digits: np.ndarray, labels: np.ndarray, s:
     old_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
-        readers, runtimes = {}, {}
+        # A model that cannot be loaded (its file missing or broken) is its own status rows; the
+        # other is still timed.
+        readers, runtimes, failed = {}, {}, {}
         for key in keys:
-            model = Model(manifest.get(key).path, threads=1)
+            try:
+                model = Model(manifest.get(key).path, threads=1)
+            except Exception as e:  # noqa: BLE001  (ModelError, or whatever a broken file raises)
+                failed[key] = f"failed: {_first_line(e)}"
+                log.warning("pipeline %s: %s", key, _first_line(e))
+                continue
             readers[key], runtimes[key] = Reader(model), model.runtime
         for n, fs in frames.items():
             # The models take turns on the same frame, so a busy machine slows them alike.
-            results = _time_pipeline(readers, fs, s)
+            results = _time_pipeline(readers, fs, s) if readers else {}
             for key in keys:
+                if key in failed:
+                    rows.append({"kind": "pipeline", "key": key, "threads": 1, "digits": n,
+                                 "frame_size": [640, 480], "status": failed[key]})
+                    continue
                 row = {"kind": "pipeline", "key": key, "precision": manifest.get(key).precision,
                        "runtime": runtimes[key], "runtime_version": rt.runtime_version(runtimes[key]), "threads": 1,
                        "digits": n, "frame_size": [640, 480], "frames": len(fs), "heap": heap_state, "status": "ok",

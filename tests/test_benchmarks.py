@@ -162,6 +162,29 @@ def test_unusable_runtime_is_a_status_row_not_a_crash(exported, monkeypatch):
     assert tfl and all(r["status"].startswith("failed:") and "re-run `make export`" in r["status"] for r in tfl)
 
 
+def test_a_missing_model_fails_its_own_pipeline_rows_only(exported, mnist, tmp_path):
+    """With the int8 file gone, the float pipeline is still timed, and only int8's rows name the
+    missing file (they used to fail all four rows, the float ones blaming the int8 file)."""
+    import shutil
+
+    from benchmarks.report import pipeline_table
+    from benchmarks.run import Settings, pipeline_rows
+    from edge.manifest import load_manifest
+
+    art = tmp_path / "art"
+    shutil.copytree(exported, art)
+    (art / "model_int8.tflite").unlink()
+    _, (x, y) = mnist  # MNIST test digits, as the benchmark renders them into frames
+    rows = pipeline_rows(load_manifest(art), x[:200], y[:200], Settings.quick())
+    by_key = {k: [r for r in rows if r["key"] == k] for k in ("tflite_float32", "tflite_int8")}
+    assert [r["digits"] for r in by_key["tflite_float32"]] == [1, 10]
+    assert all(r["status"] == "ok" and r["total_ms"] > 0 for r in by_key["tflite_float32"])
+    assert len(by_key["tflite_int8"]) == 2
+    assert all(r["status"].startswith("failed:") and "model_int8.tflite" in r["status"] for r in by_key["tflite_int8"])
+    table = "\n".join(pipeline_table(rows))
+    assert "–%" not in table and table.count("model_int8.tflite") == 2
+
+
 def test_help_shows_defaults(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--help"])
