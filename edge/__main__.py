@@ -309,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--save", default=None, metavar="OUT.mp4", help="also write the annotated frames to a video (on an OpenCV without a GUI: instead of the window)")
     r.add_argument("--save-fps", type=positive, default=15.0, help="frame rate written into --save")
     r.add_argument("--max-frames", type=count("a frame count (0: never stop)"), default=0, help="stop after N frames (0: never)")
-    r.add_argument("--smooth", type=int, default=5, help="average each box over the last N frames (1: off)")
+    r.add_argument("--smooth", type=count("a frame count (0 or 1: off)"), default=5,
+                   help="average each box over the last N frames (0 or 1: off)")
     r.add_argument("--seed", type=seed, default=0, help="seed of the synthetic source")
     r.add_argument("--serve", default=None, metavar="[HOST:]PORT",
                    help="live view in a browser at http://HOST:PORT/ (HOST defaults to 127.0.0.1, this machine "

@@ -83,6 +83,7 @@ def test_a_source_path_that_does_not_exist_says_so(exported, capsys):
 
 @pytest.mark.parametrize("argv, says", [
     (["run", "--max-frames", "-1"], "not a frame count"),
+    (["run", "--smooth", "-3"], "not a frame count (0 or 1: off)"),
     (["run", "--seed", "-1"], "not a seed"),
     (["run", "--threads", "0"], "not a thread count"),
     (["run", "--save-fps", "0"], "not a number over 0"),
