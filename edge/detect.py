@@ -530,48 +530,73 @@ def streak(ink: np.ndarray, mask: np.ndarray, level: int) -> float:
     return (mean - spread) / max(mean + spread, 1e-9)
 
 
-def _outlines(binary: np.ndarray) -> tuple[list[tuple[int, tuple[int, int, int, int]]], object]:
-    """The 8-connected components of a 0/1 image, from their outlines: [(contour index, (x, y, w, h)),
-    ...] in the raster order of each one's first pixel, and what ``_own`` needs to cut out each
-    one's pixels. The same components, boxes and pixels as cv2.connectedComponentsWithStats.
-
-    cv2.findContours (0.15-0.25 ms on a 640x480 frame) and cutting out the pixels of the pieces that
-    matter take about half the time of connectedComponentsWithStats (0.9-1.0 ms), whose statistics
-    pass visits every pixel of the frame, and a frame is mostly paper; outlines follow the ink's
-    edges. (That numbers components by 2x2 blocks, so two pieces that begin in the same pair of
-    rows may come in the other order here. Merging pieces could depend on their order; on 400 frames
-    of ten kinds the candidates were the same, and on 600 the readings.)"""
-    contours, hier = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)
-    if hier is None:
-        return [], None
-    links = hier[0].tolist()  # per contour: next, previous, first child, parent
-    outer = []
-    for i, link in enumerate(links):
-        depth, p = 0, link[3]
-        while p >= 0:
-            depth, p = depth + 1, links[p][3]
-        if depth % 2 == 0:  # an outer border (odd depths are holes' borders)
-            x, y = contours[i][0][0]  # where the trace began: the component's first pixel
-            outer.append((int(y), int(x), i))
-    outer.sort()
-    return [(i, cv2.boundingRect(contours[i])) for _, _, i in outer], (binary, contours, links)
+# Components are found from their outlines (cv2.findContours) when the ink has at most this many
+# horizontal runs, else by connectedComponentsWithStats. Outlines cost ~9 us each: on a frame of
+# digits (15-30 outlines; at most 2,927 runs in 165 synthetic frames of eleven kinds and sizes) they
+# take 0.15-0.25 ms against 0.9-1.0 ms, whose statistics pass visits every pixel of a frame that
+# is mostly paper; on noise or a texture (thousands of specks or holes: 5,000 outlines from 2%
+# speckle, 50,000 from fine stripes) 45-460 ms against 1-2 ms. Outlines are at most twice the runs.
+OUTLINE_RUNS = 2500
 
 
-def _own(outlines, i: int, box) -> np.ndarray:
-    """Component ``i``'s own pixels (0/1) in its box: inside its outline, ink, and not inside the
-    outline of another component in one of its holes (a speck in a 0's loop)."""
-    binary, contours, links = outlines
-    x, y, w, h = box
-    canvas = np.zeros((h, w), np.uint8)
-    cv2.drawContours(canvas, contours, i, 1, cv2.FILLED, offset=(-x, -y))
-    hole = links[i][2]
-    while hole >= 0:
-        inner = links[hole][2]
-        while inner >= 0:
-            cv2.drawContours(canvas, contours, inner, 0, cv2.FILLED, offset=(-x, -y))
-            inner = links[inner][0]
-        hole = links[hole][0]
-    return canvas & binary[y : y + h, x : x + w]
+def _runs(binary: np.ndarray) -> int:
+    """The horizontal runs of ink in a 0/1 image (each begins where a pixel is set and its left
+    neighbour is not)."""
+    return cv2.countNonZero(cv2.compare(binary[:, 1:], binary[:, :-1], cv2.CMP_GT)) + cv2.countNonZero(binary[:, 0])
+
+
+class _Parts:
+    """The 8-connected components of a 0/1 image: ``boxes`` (N x 4 int array: x, y, w, h) and, on
+    demand, each one's own pixels in its box (``own``). The same components, boxes and pixels
+    whichever way they are found (see ``OUTLINE_RUNS``); from outlines, in the raster order of
+    their first pixels (connectedComponents numbers them by 2x2 blocks, so two that begin in the
+    same pair of rows may come in the other order: on 400 frames of ten kinds the candidates were
+    the same as sets, and on 600 the readings)."""
+
+    def __init__(self, binary: np.ndarray):
+        self.binary = binary
+        self._labels = self._contours = None
+        if _runs(binary) > OUTLINE_RUNS:
+            n, self._labels, stats = _components(binary)
+            self.boxes = stats[1:, :4]
+            return
+        contours, hier = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)
+        self._contours, self._links, outer = contours, [], []
+        if hier is not None:
+            self._links = links = hier[0].tolist()  # per contour: next, previous, first child, parent
+            for i, link in enumerate(links):
+                depth, p = 0, link[3]
+                while p >= 0:
+                    depth, p = depth + 1, links[p][3]
+                if depth % 2 == 0:  # an outer border (odd depths are holes' borders)
+                    x, y = contours[i][0][0]  # where the trace began: the component's first pixel
+                    outer.append((int(y), int(x), i))
+        outer.sort()
+        self._index = [i for _, _, i in outer]
+        self.boxes = np.array([cv2.boundingRect(contours[i]) for i in self._index], np.int32).reshape(-1, 4)
+
+    def own(self, k: int) -> np.ndarray:
+        """Component ``k``'s own pixels (0/1 uint8) in its box."""
+        x, y, w, h = (int(v) for v in self.boxes[k])
+        if self._labels is not None:
+            return (self._labels[y : y + h, x : x + w] == k + 1).view(np.uint8)
+        # Inside its outline, ink, and not inside the outline of a component in one of its holes
+        # (a speck in a 0's loop). One contour a call: given the whole list, drawContours converts
+        # all of it every time (seconds, on noise).
+        i, links = self._index[k], self._links
+        canvas = np.zeros((h, w), np.uint8)
+        cv2.drawContours(canvas, [self._contours[i]], 0, 1, cv2.FILLED, offset=(-x, -y))
+        nested = []
+        hole = links[i][2]
+        while hole >= 0:
+            inner = links[hole][2]
+            while inner >= 0:
+                nested.append(self._contours[inner])
+                inner = links[inner][0]
+            hole = links[hole][0]
+        if nested:  # (disjoint outlines: filled together, their union)
+            cv2.drawContours(canvas, nested, -1, 0, cv2.FILLED, offset=(-x, -y))
+        return canvas & self.binary[y : y + h, x : x + w]
 
 
 def _pieces(low: np.ndarray, strong_px: np.ndarray, cfg: DetectConfig, min_h: float
@@ -580,54 +605,50 @@ def _pieces(low: np.ndarray, strong_px: np.ndarray, cfg: DetectConfig, min_h: fl
     0/1), less specks, paper edges, shadow bands and ruling. Returns (mask of the kept ink as 0/255,
     the boxes of its pieces merged into digits), or None when nothing is left."""
     h, w = low.shape
-    comps, outlines = _outlines(low)
-    if not comps:
+    parts = _Parts(low)
+    if not len(parts.boxes):
         return None
     # Ruled or squared paper: its lines join every digit they cross into one frame-wide piece,
     # which would be dropped whole. Only then (a piece over half the frame wide or tall, mostly
     # empty, and mostly away from the frame's border: the L of a table edge along two sides is
     # not ruling) are the lines taken out and the components found again.
     b = max(2, int(0.06 * min(h, w)))
-    own = {}  # contour index -> its pixels, cut out when first needed
-    for i, (x, y, cw, ch) in comps:
-        if cw > 0.5 * w or ch > 0.5 * h:
-            own[i] = px = _own(outlines, i, (x, y, cw, ch))
-            area = np.count_nonzero(px)
-            if area < 0.5 * cw * ch:
-                # Its pixels among every 4th row and column of the frame, b px in from its edges.
-                r0, c0 = b + -(-max(0, y - b) // 4) * 4, b + -(-max(0, x - b) // 4) * 4
-                inner = np.count_nonzero(px[r0 - y : max(r0, min(h - b, y + ch)) - y : 4,
-                                            c0 - x : max(c0, min(w - b, x + cw)) - x : 4])
-                if inner * 16 > 0.5 * area:
-                    low = np.ascontiguousarray(_remove_rules(np.ascontiguousarray(_remove_rules(low).T)).T)
-                    comps, outlines = _outlines(low)
-                    own = {}
-                    break
+    own = {}  # component -> its pixels, cut out when first needed
+    bx, by, bw, bh = parts.boxes.T
+    for k in np.flatnonzero((bw > 0.5 * w) | (bh > 0.5 * h)):
+        x, y, cw, ch = (int(v) for v in parts.boxes[k])
+        own[k] = px = parts.own(k)
+        area = np.count_nonzero(px)
+        if area < 0.5 * cw * ch:
+            # Its pixels among every 4th row and column of the frame, b px in from its edges.
+            r0, c0 = b + -(-max(0, y - b) // 4) * 4, b + -(-max(0, x - b) // 4) * 4
+            inner = np.count_nonzero(px[r0 - y : max(r0, min(h - b, y + ch)) - y : 4,
+                                        c0 - x : max(c0, min(w - b, x + cw)) - x : 4])
+            if inner * 16 > 0.5 * area:
+                low = np.ascontiguousarray(_remove_rules(np.ascontiguousarray(_remove_rules(low).T)).T)
+                parts, own = _Parts(low), {}
+                bx, by, bw, bh = parts.boxes.T
+                break
     # Drop specks (anything much smaller than a digit's stroke piece); paper edges, the table and
-    # shadow bands (big things along the frame's border); and what holds no strong ink. The kept
-    # components are drawn into the mask in their own boxes.
+    # shadow bands (big things along the frame's border); and what holds no strong ink. The boxes
+    # say most of it at once; each component left is cut out to be weighed, and drawn into the mask.
+    # A close-up digit may touch an edge; a band spanning the frame, a sliver, a nearly empty
+    # diagonal or a small cut-off fragment is not a digit. A digit touches the frame's edge with a
+    # stroke end; an edge band lies along it.
+    touches = (bx <= 1) | (by <= 1) | (bx + bw >= w - 1) | (by + bh >= h - 1)
+    aspect = bw / np.maximum(bh, 1)
+    left = (np.maximum(bw, bh) >= 0.3 * min_h) & (bh <= cfg.max_height_frac * h) & ~(
+        touches & ((bw > 0.9 * w) | (bh > 0.9 * h) | (aspect < 0.25) | (aspect > 4) | ((bh < 0.2 * h) & (bw < 0.2 * w))))
     least = max(4, 0.02 * min_h * min_h)
     mask = np.zeros_like(low)
     kept = []
-    for i, box in comps:
-        x, y, cw, ch = box
-        if max(cw, ch) < 0.3 * min_h or ch > cfg.max_height_frac * h:
-            continue
-        # A close-up digit may touch an edge; a band spanning the frame, a sliver, a nearly empty
-        # diagonal or a small cut-off fragment is not a digit. A digit touches the frame's edge
-        # with a stroke end; an edge band lies along it.
-        touches = x <= 1 or y <= 1 or x + cw >= w - 1 or y + ch >= h - 1
-        aspect = cw / max(ch, 1)
-        if touches and (cw > 0.9 * w or ch > 0.9 * h or aspect < 0.25 or aspect > 4
-                        or (ch < 0.2 * h and cw < 0.2 * w)):
-            continue
-        px = own.get(i)
-        if px is None:
-            px = _own(outlines, i, box)
+    for k in np.flatnonzero(left):
+        x, y, cw, ch = box = tuple(int(v) for v in parts.boxes[k])
+        px = own[k] if k in own else parts.own(k)
         area = np.count_nonzero(px)
         if area < least:
             continue
-        if touches:
+        if touches[k]:
             contact = ((np.count_nonzero(px[0]) if y == 0 else 0) + (np.count_nonzero(px[-1]) if y + ch == h else 0)
                        + (np.count_nonzero(px[:, 0]) if x == 0 else 0)
                        + (np.count_nonzero(px[:, -1]) if x + cw == w else 0))
@@ -646,8 +667,8 @@ def _pieces(low: np.ndarray, strong_px: np.ndarray, cfg: DetectConfig, min_h: fl
     if len(kept) > 2 * cfg.max_digits:
         # Hundreds of pieces (the broken lines of squared paper): merging compares every pair,
         # ~0.3 s for 470 pieces, so only the largest are digits' pieces worth merging.
-        kept = sorted(kept, key=lambda bx: -(bx[2] * bx[3]))[: 2 * cfg.max_digits]
-    return mask, _merge_pieces([list(bx) for bx in kept])
+        kept = sorted(kept, key=lambda bx_: -(bx_[2] * bx_[3]))[: 2 * cfg.max_digits]
+    return mask, _merge_pieces([list(bx_) for bx_ in kept])
 
 
 def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tuple[list[Candidate], float]:

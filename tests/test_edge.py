@@ -347,30 +347,42 @@ def _random_ink(rng, h: int, w: int) -> np.ndarray:
     return a | (rng.random((h, w)) < rng.uniform(0, 0.35)).astype(np.uint8)
 
 
-def test_outlines_give_the_components_boxes_and_pixels_connected_components_gives():
+def test_outlines_give_the_components_boxes_and_pixels_connected_components_gives(monkeypatch):
     """The detector finds pieces of ink from their outlines (faster on a frame of mostly paper): the
-    same components, boxes and pixels as cv2.connectedComponentsWithStats, each listed once."""
+    same components, boxes and pixels as cv2.connectedComponentsWithStats, each listed once. Ink
+    of too many runs (noise, a texture: outlines would take 100 times as long) is labelled instead."""
     import edge.detect as detect
 
     rng = np.random.default_rng(0)
     shapes = [(1, 1), (1, 7), (7, 1), (2, 2)] + [tuple(int(v) for v in rng.integers(1, 90, 2)) for _ in range(400)]
+    by_outlines = 0
+    default = detect.OUTLINE_RUNS
     for h, w in shapes:
         a = _random_ink(rng, h, w)
         if rng.random() < 0.05:
             a[:] = 1
         n, labels, stats, _ = cv2.connectedComponentsWithStats(a, connectivity=8)
-        comps, outlines = detect._outlines(a)
-        assert len(comps) == n - 1, (h, w)
-        seen = set()
-        for i, (x, y, cw, ch) in comps:
-            own = detect._own(outlines, i, (x, y, cw, ch)).view(bool)
-            k = int(labels[y : y + ch, x : x + cw][own][0])
-            assert tuple(int(v) for v in stats[k]) == (x, y, cw, ch, np.count_nonzero(own)), (h, w, k)
-            assert np.array_equal(own, labels[y : y + ch, x : x + cw] == k), (h, w, k)
-            seen.add(k)
-        assert seen == set(range(1, n))
-        starts = [(y, x) for _, (x, y, _, _) in comps]
-        assert [s[0] for s in starts] == sorted(s[0] for s in starts)  # top to bottom by first row
+        for runs in (default, -1):  # by outlines, then (all ink "too many runs") by labels
+            monkeypatch.setattr(detect, "OUTLINE_RUNS", runs)
+            parts = detect._Parts(a)
+            assert (parts._labels is None) == (runs >= 0 and detect._runs(a) <= runs)
+            by_outlines += parts._labels is None
+            assert len(parts.boxes) == n - 1, (h, w)
+            seen = set()
+            for k, (x, y, cw, ch) in enumerate(parts.boxes.tolist()):
+                own = parts.own(k).view(bool)
+                label = int(labels[y : y + ch, x : x + cw][own][0])
+                assert tuple(int(v) for v in stats[label]) == (x, y, cw, ch, np.count_nonzero(own)), (h, w, label)
+                assert np.array_equal(own, labels[y : y + ch, x : x + cw] == label), (h, w, label)
+                seen.add(label)
+            assert seen == set(range(1, n))
+            tops = parts.boxes[:, 1] // (1 if parts._labels is None else 2)  # (labels: by pairs of rows)
+            assert tops.tolist() == sorted(tops.tolist())  # top to bottom
+    assert by_outlines == len(shapes)
+    # Fine stripes: one component with thousands of holes. Too many runs for outlines.
+    stripes = ((np.indices((480, 640)).sum(0) // 3) % 2).astype(np.uint8)
+    monkeypatch.setattr(detect, "OUTLINE_RUNS", default)
+    assert detect._runs(stripes) > detect.OUTLINE_RUNS and detect._Parts(stripes)._labels is not None
 
 
 def test_interior_pixels_are_counted_as_a_3x3_erosion_counts_them():
