@@ -1,5 +1,6 @@
 """edge.heap: the runner's process keeps freed frame buffers for the next frame."""
 
+import os
 import platform
 import subprocess
 import sys
@@ -35,7 +36,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0)
 
 
 def _faults(mode: str) -> int:
-    env = {k: v for k, v in __import__("os").environ.items() if k not in heap.USER_SETTINGS}
+    env = {k: v for k, v in os.environ.items() if k not in heap.USER_SETTINGS}
     r = subprocess.run([sys.executable, "-c", FRAMES, mode], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     return int(r.stdout.split()[-1])
