@@ -818,6 +818,35 @@ def test_a_pencil_stroke_crossing_a_hard_shadows_edge_stays_whole():
     assert ink[100, 300:340].max() < DetectConfig.ink_low * 255
 
 
+def test_the_local_paper_closing_near_a_hard_edge_gives_what_closing_the_whole_frame_gives(monkeypatch):
+    """ink_map closes the grey image only round the box of the paper estimate's steep fall (a
+    hard shadow's edge). Forced to close the whole frame (the fall's box made the whole small
+    image), it must give the same bytes: on a shadow in a corner, one across the middle, and a
+    frame whose size does not divide by 4."""
+    from edge import detect
+
+    frames = [_hard_shadow(centre=(1.0, 1.0), cover=(0.25, 0.3)), _hard_shadow(depth=0.5, centre=(0.5, 0.5), cover=(0.2, 0.25)),
+              _hard_shadow(h=203, w=517, centre=(0.0, 0.2), cover=(0.3, 0.4))]
+    for gray in frames:
+        gray = gray.copy()
+        for row in range(30, gray.shape[0], 45):  # digits all over it, so also right by the closed box's edges
+            cv2.putText(gray, "0123456789" * 3, (-7 * row % 50, row), cv2.FONT_HERSHEY_SIMPLEX, 1.2, 40, 3)
+        boxes = []
+        real = cv2.boundingRect
+
+        def seen(a):  # the fall's box, as ink_map asks for it (its only boundingRect call)
+            boxes.append((real(a), a.shape))
+            return real(a)
+
+        monkeypatch.setattr(detect.cv2, "boundingRect", seen)
+        ink = detect.ink_map(gray)
+        (x, y, bw, bh), (sh, sw) = boxes[0]
+        assert bw * bh < 0.5 * sh * sw  # only part of the frame was closed...
+        monkeypatch.setattr(detect.cv2, "boundingRect", lambda a: (0, 0, a.shape[1], a.shape[0]))
+        assert np.array_equal(ink, detect.ink_map(gray))  # ...and that gave what the whole frame gives
+        monkeypatch.setattr(detect.cv2, "boundingRect", real)
+
+
 def _pen_line(labels, contrast: float, streak_px: int = 0) -> np.ndarray:
     """Thin-pen digits (1.5 px) in a line on grey paper, streaked ``streak_px`` px up and down."""
     from edge.pen import pen_digit
