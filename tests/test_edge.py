@@ -818,6 +818,27 @@ def test_a_pencil_stroke_crossing_a_hard_shadows_edge_stays_whole():
     assert ink[100, 300:340].max() < DetectConfig.ink_low * 255
 
 
+def test_detection_puts_opencvs_ipp_switch_back_as_it_found_it(test_digits):
+    """find_candidates turns OpenCV's IPP off for its own calls (faster on small arrays) and back to
+    what the caller had, also when it fails; the candidates are the same bytes either way."""
+    frame = FrameMaker(*test_digits, seed=31).make(6).image
+    was = cv2.ipp.useIPP()
+    try:
+        found = {}
+        for ipp in (True, False):
+            cv2.ipp.setUseIPP(ipp)
+            want = cv2.ipp.useIPP()  # (False whatever was asked, on a build without IPP)
+            cands, _ = find_candidates(frame)
+            assert cv2.ipp.useIPP() == want
+            found[ipp] = [(c.box, c.crop.tobytes() if c.crop is not None else None) for c in cands]
+            with pytest.raises(ValueError, match="not an image"):
+                find_candidates(np.zeros((4, 4, 7), np.uint8))
+            assert cv2.ipp.useIPP() == want
+        assert found[True] == found[False] and len(found[True]) >= 6
+    finally:
+        cv2.ipp.setUseIPP(was)
+
+
 def test_the_local_paper_closing_near_a_hard_edge_gives_what_closing_the_whole_frame_gives(monkeypatch):
     """ink_map closes the grey image only round the box of the paper estimate's steep fall (a
     hard shadow's edge). Forced to close the whole frame (the fall's box made the whole small
