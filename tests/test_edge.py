@@ -385,22 +385,6 @@ def test_outlines_give_the_components_boxes_and_pixels_connected_components_give
     assert detect._runs(stripes) > detect.OUTLINE_RUNS and detect._Parts(stripes)._labels is not None
 
 
-def test_interior_pixels_are_counted_as_a_3x3_erosion_counts_them():
-    """A crop's stroke width comes from its ink's interior: with an empty ring round the crop it is
-    counted by ANDs of shifted views, else by cv2.erode (whose edge rule counts there); both agree."""
-    import edge.detect as detect
-
-    rng = np.random.default_rng(1)
-    for _ in range(300):
-        h, w = (int(v) for v in rng.integers(1, 60, 2))
-        m = np.where(rng.random((h, w)) < rng.uniform(0.3, 1.0), 255, 0).astype(np.uint8)
-        assert detect._interior(m, padded=False) == np.count_nonzero(cv2.erode(m, None))
-        ringed = np.pad(m, 1)
-        assert detect._interior(ringed, padded=True) == np.count_nonzero(cv2.erode(ringed, None))
-    full = np.full((9, 9), 255, np.uint8)  # ink to the crop's edge: OpenCV counts the edge as interior
-    assert detect._interior(full, padded=False) == 81
-
-
 def test_hundreds_of_pieces_are_capped_before_merging(test_digits, monkeypatch):
     import edge.detect as detect
 
