@@ -563,6 +563,7 @@ def streak(ink: np.ndarray, mask: np.ndarray, level: int) -> float:
 # is mostly paper; on noise or a texture (thousands of specks or holes: 5,000 outlines from 2%
 # speckle, 50,000 from fine stripes) 45-460 ms against 1-2 ms. Outlines are at most twice the runs.
 OUTLINE_RUNS = 2500
+ALONE_MAX = 200  # up to this many outlines, each component's box is tested against all the others'
 
 
 def _runs(binary: np.ndarray) -> int:
@@ -581,7 +582,7 @@ class _Parts:
 
     def __init__(self, binary: np.ndarray):
         self.binary = binary
-        self._labels = self._contours = None
+        self._labels = self._contours = self._alone = None
         if _runs(binary) > OUTLINE_RUNS:
             n, self._labels, stats = _components(binary)
             self.boxes = stats[1:, :4]
@@ -600,10 +601,22 @@ class _Parts:
         outer.sort()
         self._index = [i for _, _, i in outer]
         self.boxes = np.array([cv2.boundingRect(contours[i]) for i in self._index], np.int32).reshape(-1, 4)
+        # A component whose box meets no other's owns all the ink in its box: its pixels are then
+        # that part of the image as it is (most digits: 12 us a component less than cutting them
+        # out). Worked out for all at once when there are few (a frame of digits has 15-30).
+        if len(self.boxes) <= ALONE_MAX:
+            x0, y0, w, h = self.boxes.T
+            x1, y1 = x0 + w, y0 + h
+            meet = ((x0[:, None] < x1) & (x0 < x1[:, None])) & ((y0[:, None] < y1) & (y0 < y1[:, None]))
+            self._alone = np.count_nonzero(meet, axis=1) == 1  # (each box meets itself)
 
     def own(self, k: int) -> np.ndarray:
-        """Component ``k``'s own pixels (0/1 uint8) in its box."""
+        """Component ``k``'s own pixels (0/1 uint8) in its box (read-only)."""
         x, y, w, h = (int(v) for v in self.boxes[k])
+        if self._alone is not None and self._alone[k]:
+            px = self.binary[y : y + h, x : x + w]
+            px.flags.writeable = False
+            return px
         if self._labels is not None:
             return (self._labels[y : y + h, x : x + w] == k + 1).view(np.uint8)
         # Inside its outline, ink, and not inside the outline of a component in one of its holes

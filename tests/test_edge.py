@@ -355,18 +355,22 @@ def test_outlines_give_the_components_boxes_and_pixels_connected_components_give
 
     rng = np.random.default_rng(0)
     shapes = [(1, 1), (1, 7), (7, 1), (2, 2)] + [tuple(int(v) for v in rng.integers(1, 90, 2)) for _ in range(400)]
-    by_outlines = 0
-    default = detect.OUTLINE_RUNS
+    by_outlines = alone_seen = 0
+    default, alone = detect.OUTLINE_RUNS, detect.ALONE_MAX
     for h, w in shapes:
         a = _random_ink(rng, h, w)
         if rng.random() < 0.05:
             a[:] = 1
         n, labels, stats, _ = cv2.connectedComponentsWithStats(a, connectivity=8)
-        for runs in (default, -1):  # by outlines, then (all ink "too many runs") by labels
+        # By outlines (a component whose box meets no other's: its box's ink as it is; with
+        # ALONE_MAX = -1, every one cut out of its outline), then (all ink "too many runs") by labels.
+        for runs, alone_max in ((default, alone), (default, -1), (-1, alone)):
             monkeypatch.setattr(detect, "OUTLINE_RUNS", runs)
+            monkeypatch.setattr(detect, "ALONE_MAX", alone_max)
             parts = detect._Parts(a)
             assert (parts._labels is None) == (runs >= 0 and detect._runs(a) <= runs)
             by_outlines += parts._labels is None
+            alone_seen += 0 if parts._alone is None else int(np.count_nonzero(parts._alone))
             assert len(parts.boxes) == n - 1, (h, w)
             seen = set()
             for k, (x, y, cw, ch) in enumerate(parts.boxes.tolist()):
@@ -378,7 +382,7 @@ def test_outlines_give_the_components_boxes_and_pixels_connected_components_give
             assert seen == set(range(1, n))
             tops = parts.boxes[:, 1] // (1 if parts._labels is None else 2)  # (labels: by pairs of rows)
             assert tops.tolist() == sorted(tops.tolist())  # top to bottom
-    assert by_outlines == len(shapes)
+    assert by_outlines == 2 * len(shapes) and alone_seen > 100
     # Fine stripes: one component with thousands of holes. Too many runs for outlines.
     stripes = ((np.indices((480, 640)).sum(0) // 3) % 2).astype(np.uint8)
     monkeypatch.setattr(detect, "OUTLINE_RUNS", default)
