@@ -253,10 +253,8 @@ def to_gray(frame: np.ndarray, light_ink: bool = False, channels: tuple[int, ...
 
 
 def _planes(img: np.ndarray) -> list[np.ndarray]:
-    """A colour image's blue, green and red planes, each contiguous (alpha is left out).
-    (extractChannel: half the time of cv2.split, which copies every channel, alpha too.)"""
-    img = np.ascontiguousarray(img)
-    return [cv2.extractChannel(img, c) for c in range(3)]
+    """A colour image's blue, green and red planes, each contiguous (alpha is left out)."""
+    return list(cv2.split(np.ascontiguousarray(img)))[:3]
 
 
 def _gray(image: np.ndarray | list[np.ndarray], light_ink: bool, channels: tuple[int, ...] | None) -> np.ndarray:
@@ -712,27 +710,26 @@ def _pieces(low: np.ndarray, strong_px: np.ndarray, cfg: DetectConfig, min_h: fl
 
 # OpenCV's IPP paths (x86 builds) set up per call: 10-30 us each for a histogram or a morphology on
 # a crop, where OpenCV's own code takes 3-8, and on a frame of digits its own contour tracing, closing
-# and dilation were faster too. Only splitting the colour channels is faster with IPP (0.08 ms
-# against 0.23). So detection turns IPP off for its own calls (the switch is per thread) but for
-# that one, and puts it back as it was: the same bytes on 300 frames of ten kinds, and a 10-digit
-# frame 0.2-0.3 ms faster.
+# and dilation were faster too (cv2.split of a colour frame as fast as IPP's extractChannel, three
+# times). So detection turns IPP off for its own calls (the switch is per thread) and puts it back
+# as it was: the same bytes on 300 frames of ten kinds, and a 10-digit frame 0.2-0.3 ms faster.
 _IPP = getattr(cv2, "ipp", None)
 
 
 def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tuple[list[Candidate], float]:
     """Digit-like ink blobs in a frame, as contract-ready 28x28 crops. Returns (candidates, frame->work scale)."""
     if _IPP is None:
-        return _find_candidates(frame, cfg, False)
+        return _find_candidates(frame, cfg)
     ipp = _IPP.useIPP()
     _IPP.setUseIPP(False)
     try:
-        return _find_candidates(frame, cfg, ipp)
+        return _find_candidates(frame, cfg)
     finally:
         _IPP.setUseIPP(ipp)
 
 
-def _find_candidates(frame: np.ndarray, cfg: DetectConfig, ipp: bool) -> tuple[list[Candidate], float]:
-    """find_candidates, with OpenCV's IPP off; ``ipp``: whether to use it where it is faster."""
+def _find_candidates(frame: np.ndarray, cfg: DetectConfig) -> tuple[list[Candidate], float]:
+    """find_candidates, with OpenCV's IPP off."""
     img = as_image(frame)
     # Which way the ink goes and the paper's colour, both from the same ~10,000 pixels (light_ink
     # samples a grey frame with this very stride). A colour frame is split into its planes first and
@@ -741,11 +738,7 @@ def _find_candidates(frame: np.ndarray, cfg: DetectConfig, ipp: bool) -> tuple[l
     # split has just written. The same samples, so the same bytes.
     step = sample_step(img.shape)
     if img.ndim == 3:
-        if ipp:
-            _IPP.setUseIPP(True)
         image = _planes(img)
-        if ipp:
-            _IPP.setUseIPP(False)
         samples = [np.ascontiguousarray(p[::step, ::step]) for p in image]
         gray_sample = _gray(samples, False, None)
     else:
