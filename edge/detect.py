@@ -821,9 +821,8 @@ def _find_candidates(frame: np.ndarray, cfg: DetectConfig) -> tuple[list[Candida
         # them or nothing (a rule, a sheet's edge): kept only if it cuts into digit-sized pieces.
         splits = []
         if cfg.split_aspect and aspect > min(cfg.split_aspect, SPLIT_NARROW_FROM):
-            splits = _splits(ink, mask, box, min_h)
-            if aspect <= cfg.split_aspect:  # narrower: two 1s written touching, cut only at a clear neck
-                splits = [sp for sp in splits if sp.neck > SPLIT_NARROW_NECK]
+            # Narrower: two 1s written touching, cut only at a clear neck.
+            splits = _splits(ink, mask, box, min_h, SPLIT_NARROW_NECK if aspect <= cfg.split_aspect else SPLIT_MIN_NECK)
         crop = _crop(ink, mask, box, min_peak=0.0, turn=turn) if aspect <= 2.2 else None
         if crop is None and not splits:
             continue
@@ -833,7 +832,7 @@ def _find_candidates(frame: np.ndarray, cfg: DetectConfig) -> tuple[list[Candida
     return cands, scale
 
 
-def _splits(ink: np.ndarray, mask: np.ndarray, box, min_h: float) -> list[Split]:
+def _splits(ink: np.ndarray, mask: np.ndarray, box, min_h: float, min_neck: float = SPLIT_MIN_NECK) -> list[Split]:
     """Ways to cut a wide box into 2, 3, ... digits written touching one another.
 
     Digits are about 0.45-1.1 of their height wide, so a box ``aspect`` wide holds between
@@ -842,7 +841,7 @@ def _splits(ink: np.ndarray, mask: np.ndarray, box, min_h: float) -> list[Split]
     not in their bodies); the deepest point of each clear neck is tried too, alone and with the
     others, for digits of unequal width (a 1 and a 0). A cut whose pieces are not each most of the
     box's height and narrow enough for one digit is no way to cut it: a rule or a sheet's edge cut
-    up gives dashes."""
+    up gives dashes. Only ways whose neck (below) is deeper than ``min_neck`` are cut and returned."""
     x, y, bw, bh = box
     region = mask[y : y + bh, x : x + bw] > 0
     # Where two digits touch, the ink in a column spans little height (a stroke meets a stroke);
@@ -854,7 +853,7 @@ def _splits(ink: np.ndarray, mask: np.ndarray, box, min_h: float) -> list[Split]
     span = np.where(inked, last - first + 1, 0).astype(np.float32) / bh
     # The clearest neck any cut could find: most wide single digits have none, and stop here.
     depth = np.minimum(np.maximum.accumulate(span), np.maximum.accumulate(span[::-1])[::-1]) - span
-    if depth.max(initial=0.0) <= SPLIT_MIN_NECK:
+    if depth.max(initial=0.0) <= min_neck:  # (no cut's neck is deeper than the deepest column's)
         return []
     aspect = bw / bh
     most = min(6, math.ceil(aspect / 0.45))  # more pieces than this would each be too narrow
@@ -894,7 +893,7 @@ def _splits(ink: np.ndarray, mask: np.ndarray, box, min_h: float) -> list[Split]
         # none (median 0 on 1,800 wide ones; touching pairs 0.6), so they cost no crops.
         neck = min(min(span[a:c].max(), span[c:b].max()) - span[c]
                    for a, c, b in zip(cuts[:-2], cuts[1:-1], cuts[2:]))
-        if neck <= SPLIT_MIN_NECK:
+        if neck <= min_neck:
             continue
         parts = []
         for a, b in zip(cuts[:-1], cuts[1:]):
