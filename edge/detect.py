@@ -429,6 +429,19 @@ def _percentile(values: list[int], q: float) -> float:
     return float(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)  # numpy's own rounding
 
 
+def _digit_shaped(boxes: list[list[int]], cap: float) -> list[tuple[int, int]]:
+    """The pairs (i < j, in row-major order) of boxes that together make one digit's shape: no
+    taller than 2.2 times the taller one nor than ``cap``, and narrower than 1.5 times as tall."""
+    b = np.array(boxes)
+    x0, y0, h = b[:, 0], b[:, 1], b[:, 3]
+    x1, y1 = x0 + b[:, 2], y0 + h
+    merged_w = np.maximum(x1[:, None], x1) - np.minimum(x0[:, None], x0)
+    merged_h = np.maximum(y1[:, None], y1) - np.minimum(y0[:, None], y0)
+    ok = (merged_h < np.minimum(2.2 * np.maximum(h[:, None], h), cap)) & (merged_w < 1.5 * merged_h)
+    i, j = np.nonzero(np.triu(ok, 1))
+    return list(zip(i.tolist(), j.tolist()))
+
+
 def _merge_pieces(boxes: list[list[int]]) -> list[list[int]]:
     """Merge boxes that belong to one digit: stacked above one another with enough horizontal overlap."""
     boxes = [list(b) for b in boxes]
@@ -441,54 +454,50 @@ def _merge_pieces(boxes: list[list[int]]) -> list[list[int]]:
     changed = True
     while changed:
         changed = False
-        for i in range(len(boxes)):
-            for j in range(i + 1, len(boxes)):
-                a, b = boxes[i], boxes[j]
-                ax0, ay0, ax1, ay1 = a[0], a[1], a[0] + a[2], a[1] + a[3]
-                bx0, by0, bx1, by1 = b[0], b[1], b[0] + b[2], b[1] + b[3]
-                tall = max(a[3], b[3])
-                merged_w, merged_h = max(ax1, bx1) - min(ax0, bx0), max(ay1, by1) - min(ay0, by0)
-                # Every merge must give one digit's shape: test that first, it rules out most pairs
-                # (digits side by side, other lines) before the rules below are worked out.
-                if not (merged_h < min(2.2 * tall, cap) and merged_w < 1.5 * merged_h):
-                    continue
-                xover = min(ax1, bx1) - max(ax0, bx0)
-                gap = max(ay0, by0) - min(ay1, by1)  # negative: they overlap vertically
-                small, big = (a, b) if a[2] * a[3] < b[2] * b[3] else (b, a)
-                contained = (small[0] >= big[0] - 0.3 * big[2] and small[0] + small[2] <= big[0] + 1.3 * big[2]
-                             and small[1] >= big[1] - 0.35 * big[3] and small[1] + small[3] <= big[1] + 1.35 * big[3])
-                stacked = xover > 0.5 * min(a[2], b[2]) and gap < 0.2 * tall
-                # A 5's flying bar: short, at the body's top, starting over or just right of it.
-                bar = (small[3] < 0.5 * big[3] and small[1] + small[3] <= big[1] + 0.4 * big[3]
-                       and small[1] >= big[1] - 0.5 * big[3] and big[0] - 0.2 * big[2] <= small[0]
-                       <= big[0] + 1.25 * big[2])
-                # A piece (a 5's bar, half a 4) is smaller than the body and sits over it.
-                piece = small[2] * small[3] < 0.8 * big[2] * big[3] and small[3] < 0.8 * big[3]
-                # Two halves of one broken digit: together they are no taller than a digit and
-                # narrow as one; two digits side by side are wide, two lines are too tall. A speck
-                # is no half (one speck between two lines once chained them into one block).
-                halves = (xover > 0.2 * min(a[2], b[2]) and gap < 0.3 * tall and merged_h < 1.9 * tall
-                          and merged_w < 0.9 * merged_h and min(a[3], b[3]) >= 0.3 * tall)
-                # A short stroke fragment (a broken-off end) right next to a digit's body.
-                dx = max(0, max(ax0, bx0) - min(ax1, bx1))
-                frag = (small[3] < 0.45 * big[3] and small[2] * small[3] < 0.2 * big[2] * big[3]
-                        and max(dx, gap) < 0.12 * big[3])
-                # A digit broken into two pieces of about the same size, one over the other (a 5's
-                # top and bowl): each piece is short for this frame, together they are one digit tall.
-                # Two digits on adjacent lines are each a digit tall, so they are never both short.
-                split = (stacked and gap < 0.15 * tall and max(a[3], b[3]) <= 0.75 * ref
-                         and merged_h <= 1.25 * ref)
-                # Two fragments of one faint digit (a 5's bar and part of its bowl): neither is a
-                # digit's height, they are close, and together they fit in one digit's box.
-                frags = (max(a[3], b[3]) <= 0.75 * ref and merged_h <= 1.25 * ref and merged_w <= 1.2 * ref
-                         and max(dx, gap) <= 0.3 * ref)
-                if (piece and (stacked or contained or bar or halves or frag)) or split or frags:
-                    x0, y0 = min(ax0, bx0), min(ay0, by0)
-                    boxes[i] = [x0, y0, max(ax1, bx1) - x0, max(ay1, by1) - y0]
-                    del boxes[j]
-                    changed = True
-                    break
-            if changed:
+        # Every merge must give one digit's shape: that is tested first, for all pairs at once (it
+        # rules out most: digits side by side, other lines), and the rules below are worked out for
+        # the pairs left, in the same order as pair by pair.
+        for i, j in _digit_shaped(boxes, cap):
+            a, b = boxes[i], boxes[j]
+            ax0, ay0, ax1, ay1 = a[0], a[1], a[0] + a[2], a[1] + a[3]
+            bx0, by0, bx1, by1 = b[0], b[1], b[0] + b[2], b[1] + b[3]
+            tall = max(a[3], b[3])
+            merged_w, merged_h = max(ax1, bx1) - min(ax0, bx0), max(ay1, by1) - min(ay0, by0)
+            xover = min(ax1, bx1) - max(ax0, bx0)
+            gap = max(ay0, by0) - min(ay1, by1)  # negative: they overlap vertically
+            small, big = (a, b) if a[2] * a[3] < b[2] * b[3] else (b, a)
+            contained = (small[0] >= big[0] - 0.3 * big[2] and small[0] + small[2] <= big[0] + 1.3 * big[2]
+                         and small[1] >= big[1] - 0.35 * big[3] and small[1] + small[3] <= big[1] + 1.35 * big[3])
+            stacked = xover > 0.5 * min(a[2], b[2]) and gap < 0.2 * tall
+            # A 5's flying bar: short, at the body's top, starting over or just right of it.
+            bar = (small[3] < 0.5 * big[3] and small[1] + small[3] <= big[1] + 0.4 * big[3]
+                   and small[1] >= big[1] - 0.5 * big[3] and big[0] - 0.2 * big[2] <= small[0]
+                   <= big[0] + 1.25 * big[2])
+            # A piece (a 5's bar, half a 4) is smaller than the body and sits over it.
+            piece = small[2] * small[3] < 0.8 * big[2] * big[3] and small[3] < 0.8 * big[3]
+            # Two halves of one broken digit: together they are no taller than a digit and
+            # narrow as one; two digits side by side are wide, two lines are too tall. A speck
+            # is no half (one speck between two lines once chained them into one block).
+            halves = (xover > 0.2 * min(a[2], b[2]) and gap < 0.3 * tall and merged_h < 1.9 * tall
+                      and merged_w < 0.9 * merged_h and min(a[3], b[3]) >= 0.3 * tall)
+            # A short stroke fragment (a broken-off end) right next to a digit's body.
+            dx = max(0, max(ax0, bx0) - min(ax1, bx1))
+            frag = (small[3] < 0.45 * big[3] and small[2] * small[3] < 0.2 * big[2] * big[3]
+                    and max(dx, gap) < 0.12 * big[3])
+            # A digit broken into two pieces of about the same size, one over the other (a 5's
+            # top and bowl): each piece is short for this frame, together they are one digit tall.
+            # Two digits on adjacent lines are each a digit tall, so they are never both short.
+            split = (stacked and gap < 0.15 * tall and max(a[3], b[3]) <= 0.75 * ref
+                     and merged_h <= 1.25 * ref)
+            # Two fragments of one faint digit (a 5's bar and part of its bowl): neither is a
+            # digit's height, they are close, and together they fit in one digit's box.
+            frags = (max(a[3], b[3]) <= 0.75 * ref and merged_h <= 1.25 * ref and merged_w <= 1.2 * ref
+                     and max(dx, gap) <= 0.3 * ref)
+            if (piece and (stacked or contained or bar or halves or frag)) or split or frags:
+                x0, y0 = min(ax0, bx0), min(ay0, by0)
+                boxes[i] = [x0, y0, max(ax1, bx1) - x0, max(ay1, by1) - y0]
+                del boxes[j]
+                changed = True
                 break
     return boxes
 
