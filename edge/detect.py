@@ -38,6 +38,7 @@ under ``min_confidence`` is reported as rejected instead of as a wrong digit.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -725,16 +726,24 @@ def _pieces(low: np.ndarray, strong_px: np.ndarray, cfg: DetectConfig, min_h: fl
 _IPP = getattr(cv2, "ipp", None)
 
 
-def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tuple[list[Candidate], float]:
-    """Digit-like ink blobs in a frame, as contract-ready 28x28 crops. Returns (candidates, frame->work scale)."""
+@contextlib.contextmanager
+def _without_ipp():
+    """OpenCV's IPP paths off in this thread, and back as they were after."""
     if _IPP is None:
-        return _find_candidates(frame, cfg)
+        yield
+        return
     ipp = _IPP.useIPP()
     _IPP.setUseIPP(False)
     try:
-        return _find_candidates(frame, cfg)
+        yield
     finally:
         _IPP.setUseIPP(ipp)
+
+
+def find_candidates(frame: np.ndarray, cfg: DetectConfig = DetectConfig()) -> tuple[list[Candidate], float]:
+    """Digit-like ink blobs in a frame, as contract-ready 28x28 crops. Returns (candidates, frame->work scale)."""
+    with _without_ipp():
+        return _find_candidates(frame, cfg)
 
 
 def _find_candidates(frame: np.ndarray, cfg: DetectConfig) -> tuple[list[Candidate], float]:
@@ -1403,7 +1412,9 @@ class Reader:
         cands, probs = self._classify(cands)
         unsure = np.flatnonzero(probs.max(axis=1) < self.cfg.recheck_below)
         if unsure.size:
-            again = self.model.predict_uint8(np.stack([v for i in unsure for v in recrops(cands[i])]))
+            with _without_ipp():
+                crops = [v for i in unsure for v in recrops(cands[i])]
+            again = self.model.predict_uint8(np.stack(crops))
             again = again.reshape(unsure.size, len(RECHECK_STROKES), -1)
             probs = np.array(probs, dtype=np.float32)
             probs[unsure] = (probs[unsure] + again.sum(axis=1)) / (1 + len(RECHECK_STROKES))
