@@ -302,7 +302,7 @@ def _bright_planes(planes: list[np.ndarray]) -> tuple[int, ...] | None:
     k = planes[0].size // 2
     level = []  # each channel's median, from its histogram (a tenth of np.partition's work here)
     for p in planes:
-        cum = np.cumsum(cv2.calcHist([p], [0], None, [256], [0, 256]).ravel())
+        cum = np.add.accumulate(cv2.calcHist([p], [0], None, [256], [0, 256]).ravel())  # (np.cumsum: 3 us more)
         level.append(int(np.searchsorted(cum, k, side="right")))
     keep = tuple(c for c in range(3) if level[c] >= WEAK_CHANNEL * max(level))
     return None if len(keep) == 3 else keep
@@ -318,7 +318,7 @@ def light_ink(gray: np.ndarray) -> bool:
     step = sample_step(gray.shape)
     g = gray[::step, ::step]
     hist = cv2.calcHist([np.ascontiguousarray(g)], [0], None, [256], [0, 256]).ravel()
-    cum = np.cumsum(hist) / max(1.0, float(g.size))
+    cum = np.add.accumulate(hist) / max(1.0, float(g.size))
     lo, med, hi = (int(np.searchsorted(cum, q)) for q in (0.005, 0.5, 0.995))
     if med >= 100 or hi - med < 80:
         return False
@@ -966,7 +966,7 @@ def _percentile_u8(a: np.ndarray, q: float) -> float:
     """``np.percentile(a, q)`` (linear interpolation) of a uint8 array, from its histogram: the same
     value, 0.05 ms instead of 1.5 ms on a frame's ink map."""
     hist = cv2.calcHist([np.ascontiguousarray(a)], [0], None, [256], [0, 256]).ravel()
-    cum = np.cumsum(hist)
+    cum = np.add.accumulate(hist)
     pos = q / 100.0 * (a.size - 1)
     k = int(pos)
     lo = int(np.searchsorted(cum, k, side="right"))  # the k-th smallest value (0-based)

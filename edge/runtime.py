@@ -130,6 +130,7 @@ class Model:
         if len(shape) != 4 or tuple(shape[1:]) != contract.INPUT_SHAPE:
             raise ModelError(f"{self.path}: input shape {shape} is not (N, 28, 28, 1) as the contract requires")
         self.batch = int(shape[0]) if shape[0] > 0 else 0  # 0: any batch
+        self._uint8_inputs = None  # each uint8 pixel value encoded (predict_uint8), made on first use
 
     # -- loading ----------------------------------------------------------------------------
     def _load_tflite(self, runtime: str, threads: int | None) -> None:
@@ -187,7 +188,10 @@ class Model:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim == 3:
             x = x[np.newaxis]
-        q = self.encode(x)
+        return self._predict_encoded(self.encode(x))
+
+    def _predict_encoded(self, q: np.ndarray) -> np.ndarray:
+        """``predict`` of images already encoded for the input tensor (N, 28, 28, 1)."""
         if self.batch == 0:
             return self.decode(self.invoke(q))
         n = len(q)
@@ -210,8 +214,16 @@ class Model:
         return self.decode(raw)
 
     def predict_uint8(self, images: np.ndarray) -> np.ndarray:
-        """uint8 (N, 28, 28) contract images -> (N, 10) probabilities."""
-        return self.predict(contract.to_float(images))
+        """uint8 (N, 28, 28) contract images -> (N, 10) probabilities: ``predict(contract.to_float(
+        images))``, with each pixel encoded by looking its value up (the same bytes, without the
+        float copy and its quantizing: 3 us a frame's crops instead of 20)."""
+        x = np.asarray(images)
+        if x.dtype != np.uint8 or x.ndim not in (2, 3) or x.shape[-2:] != (contract.SIZE, contract.SIZE):
+            return self.predict(contract.to_float(images))
+        if self._uint8_inputs is None:
+            self._uint8_inputs = self.encode(np.arange(256, dtype=np.uint8).astype(np.float32) / 255.0)
+        q = self._uint8_inputs[x if x.ndim == 3 else x[np.newaxis]]
+        return self._predict_encoded(q[..., np.newaxis])
 
     def describe(self) -> dict:
         return {

@@ -46,6 +46,18 @@ def test_every_artifact_predicts_like_keras(exported, mnist):
             assert (probs.argmax(1) == ref.argmax(1)).mean() > 0.97, a.key
 
 
+def test_uint8_crops_are_encoded_by_lookup_as_predict_would(exported, mnist):
+    """predict_uint8 looks each pixel value up instead of converting to float and quantizing: the
+    same probabilities, byte for byte, for every artifact, a batch and a single crop alike."""
+    crops = mnist[1][0][:7]
+    for a in load_manifest(exported).artifacts:
+        model = Model(a.path)
+        assert np.array_equal(model.predict_uint8(crops), model.predict(contract.to_float(crops))), a.key
+        assert np.array_equal(model.predict_uint8(crops[3]), model.predict(contract.to_float(crops[3]))), a.key
+        with pytest.raises(ValueError, match="28"):
+            model.predict_uint8(crops[:, :20])
+
+
 def test_int8_artifacts_are_integer(exported):
     m = load_manifest(exported)
     for a in m.artifacts:
