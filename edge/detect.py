@@ -387,10 +387,12 @@ def ink_map(gray: np.ndarray, stroke_hint: float | None = None) -> np.ndarray:
     # The paper is then max(min(estimate, max(let down, grey, closing)), grey): as lo <= paper (and
     # so lo <= paper once enlarged: the same weights, rounded alike), that is max(lo, min(paper,
     # closing), grey), and with no steep edge (lo == paper) max(paper, grey): one enlarging and
-    # two full-size steps fewer, the same bytes.
+    # two full-size steps fewer, the same bytes. The last max is not made either: where the grey
+    # is over the estimate, the darkness below (the estimate less the grey, floored at 0) is 0
+    # whatever it is divided by, and elsewhere the max is the estimate.
     up = functools.partial(cv2.resize, dsize=(w, h), interpolation=cv2.INTER_LINEAR)
     if cv2.countNonZero(fall) == 0:
-        paper = cv2.max(up(paper), gray)
+        paper = up(paper)
     else:
         lo = up(cv2.subtract(paper, fall))
         if LOCAL_PAPER:
@@ -410,8 +412,8 @@ def ink_map(gray: np.ndarray, stroke_hint: float | None = None) -> np.ndarray:
             # argument is not contiguous.)
             part = np.minimum(up(paper)[y0:y1, x0:x1], closed[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0])
             np.maximum(lo[y0:y1, x0:x1], part, out=lo[y0:y1, x0:x1])
-        paper = cv2.max(lo, gray)  # where the estimate is too dark, it is paper after all
-    dark = cv2.subtract(paper, gray)
+        paper = lo
+    dark = cv2.subtract(paper, gray)  # (where the estimate is too dark, it is paper after all: 0)
     # ratio = dark / paper, with the paper floored so noise in near-black areas is not "ink".
     ratio = cv2.divide(dark, cv2.max(paper, _filled(paper.shape, 48)), scale=255)  # (a scalar 48 is 20x slower)
     return cv2.GaussianBlur(ratio, (3, 3), 0)
