@@ -1088,7 +1088,7 @@ def _dark_surround(gray: np.ndarray, mask: np.ndarray, box) -> float:
     g = gray[y0:y1, x0:x1]
     # Quick way out (most candidates): nothing on the region's border is nearly as dark as the ink.
     lo = int(g.min())
-    rim = min(int(g[0].min()), int(g[-1].min()), int(g[:, 0].min()), int(g[:, -1].min()))
+    rim = int(np.concatenate((g[0], g[-1], g[:, 0], g[:, -1])).min())
     if rim > lo * (1.0 + DARK_SLACK):
         return 0.0
     m = np.zeros((y1 - y0, x1 - x0), np.uint8)
