@@ -1052,7 +1052,8 @@ def _edge_steepness(ink: np.ndarray, mask: np.ndarray) -> float:
     if vals.size == 0:
         return 0.0
     k = int(0.9 * (vals.size - 1))
-    return float(np.partition(vals, k)[k]) / (8.0 * 255.0)  # Sobel's 3x3 kernel sums to 8
+    vals.partition(k)  # (in place: vals is this function's own; np.partition copies it first)
+    return float(vals[k]) / (8.0 * 255.0)  # Sobel's 3x3 kernel sums to 8
 
 
 DARK_NEAR = 9  # working px (a square): a pixel beside a candidate is compared with its darkest ink this near,
@@ -1101,7 +1102,8 @@ def _dark_surround(gray: np.ndarray, mask: np.ndarray, box) -> float:
     if beside.size == 0:
         return 0.0
     inked = g[own]
-    core = float(np.partition(inked, inked.size // 2)[inked.size // 2])
+    inked.partition(inked.size // 2)
+    core = float(inked[inked.size // 2])
     k = int(0.9 * (beside.size - 1))
     paper = float(np.partition(beside, k)[k])
     contrast = max(0.0, (paper - core) / max(paper, 1.0))
@@ -1196,7 +1198,8 @@ def _crop(ink: np.ndarray, mask: np.ndarray, box, min_peak: float = 0.0, stroke:
     if inked.size == 0:
         return None
     k = math.ceil(0.95 * inked.size) - 1
-    peak = int(np.partition(inked, k)[k])
+    inked.partition(k)  # (in place: np.partition would copy it first)
+    peak = int(inked[k])
     if peak < min_peak:
         return None
     soft = cv2.convertScaleAbs(soft, alpha=255.0 / max(peak, 1))
