@@ -213,5 +213,6 @@ def _fit(g: np.ndarray) -> np.ndarray:
     top = min(max(int(round(SIZE / 2 - cy)), 0), SIZE - nh)
     left = min(max(int(round(SIZE / 2 - cx)), 0), SIZE - nw)
     out = np.zeros((SIZE, SIZE), np.uint8)
-    out[top : top + nh, left : left + nw] = np.round(small * 255.0)
+    small *= 255.0
+    out[top : top + nh, left : left + nw] = np.rint(small, out=small)  # (np.round(small * 255.0), in place)
     return out
