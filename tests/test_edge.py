@@ -806,6 +806,24 @@ def test_a_pencil_stroke_crossing_a_hard_shadows_edge_stays_whole():
     assert ink[100, 300:340].max() < DetectConfig.ink_low * 255
 
 
+def test_a_band_of_an_enlarged_image_is_enlarged_alone_with_the_same_bytes():
+    """ink_map enlarges only the rows of the paper's estimate it needs near a hard edge: the same
+    bytes as those rows of the whole enlarged image, at the image's edges too and when the frame's
+    height is not 4 times the small image's (then it enlarges all of it)."""
+    from edge.detect import _enlarged_rows
+
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        sh, sw = (int(v) for v in rng.integers(2, 40, 2))
+        small = rng.integers(0, 256, (sh, sw)).astype(np.uint8)
+        w = int(rng.integers(sw, 4 * sw + 3))
+        h = 4 * sh if rng.random() < 0.8 else 4 * sh + int(rng.integers(1, 4))
+        y0 = int(rng.integers(0, h))
+        y1 = int(rng.integers(y0 + 1, h + 1))
+        whole = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        assert np.array_equal(_enlarged_rows(small, (w, h), y0, y1), whole[y0:y1]), (sh, sw, w, h, y0, y1)
+
+
 def test_detection_puts_opencvs_ipp_switch_back_as_it_found_it(test_digits):
     """find_candidates turns OpenCV's IPP off for its own calls (faster on small arrays) and back to
     what the caller had, also when it fails; the candidates are the same bytes either way."""
